@@ -1,0 +1,36 @@
+import { z } from 'zod'
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => value || undefined)
+  .optional()
+
+/** Every environment variable the relay reads (DESIGN.md §3). */
+export const envSchema = z.object({
+  PORT: integer(0, 65535).default(8787),
+  HOST: z.string().trim().min(1).default('0.0.0.0'),
+  PUBLIC_BASE_URL: optionalText.refine(
+    (value) => value === undefined || (URL.canParse(value) && /^https?:$/.test(new URL(value).protocol)),
+    'must be an http(s) URL',
+  ),
+  RELAY_API_KEYS: optionalText,
+  MCP_SERVERS_FILE: optionalText,
+  MCP_SERVERS_JSON: optionalText,
+  STORE_URL: z.string().trim().min(1).default('sqlite://./data/relay.sqlite'),
+  RELAY_ENCRYPTION_KEY: optionalText,
+  TOOL_LIST_CACHE_TTL_SECONDS: integer(0, 7 * 24 * 3600).default(300),
+  UPSTREAM_TIMEOUT_SECONDS: z.coerce.number().positive().max(3600).default(50),
+  MCP_POOL_MAX_SESSIONS: integer(1, 1_000_000).default(1000),
+  MCP_POOL_IDLE_SECONDS: integer(1, 7 * 24 * 3600).default(300),
+  OAUTH_CLIENT_METADATA_URL: optionalText.refine(
+    (value) => value === undefined || (URL.canParse(value) && new URL(value).protocol === 'https:'),
+    'must be an https URL',
+  ),
+  OAUTH_TRUSTED_HOSTS: z.string().default(''),
+  RELAY_USER_SECRET: optionalText.refine((value) => value === undefined || value.length >= 32, 'must be at least 32 characters'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+
+export type Env = z.output<typeof envSchema>

@@ -1,0 +1,120 @@
+import { readFileSync, existsSync } from 'node:fs'
+import { envSchema } from './env.ts'
+import { parseServers, type ServerConfig } from './servers.ts'
+import { parseApiKeys, generateApiKey, type ApiKey } from './api-keys.ts'
+import { parseTrustedHosts, type TrustedHost } from './trusted-hosts.ts'
+
+export type { ServerConfig } from './servers.ts'
+export type { ApiKey } from './api-keys.ts'
+export type { TrustedHost } from './trusted-hosts.ts'
+
+export interface RelayConfig {
+  readonly port: number
+  readonly host: string
+  /** No trailing slash. */
+  readonly publicBaseUrl: string
+  readonly callbackUrl: string
+  readonly apiKeys: readonly ApiKey[]
+  /** Set when RELAY_API_KEYS was empty and a key was generated for this run. */
+  readonly generatedApiKey: ApiKey | undefined
+  readonly servers: ReadonlyMap<string, ServerConfig>
+  readonly serversSource: string
+  readonly storeUrl: string
+  /** RELAY_ENCRYPTION_KEY as given (validated by the store); undefined means "use the SQLite key file". */
+  readonly encryptionKey: string | undefined
+  readonly toolListCacheTtlMs: number
+  readonly upstreamTimeoutMs: number
+  readonly pool: { readonly maxSessions: number; readonly idleMs: number }
+  readonly clientMetadataUrl: string | undefined
+  readonly trustedHosts: readonly TrustedHost[]
+  readonly userSecret: string | undefined
+  readonly logLevel: string
+}
+
+/** A bad configuration: one line naming the variable or server entry, never a secret. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+/** Reads and validates the environment once; the result is frozen. Throws ConfigError. */
+export function loadConfig(environment: Record<string, string | undefined>): RelayConfig {
+  const parsed = envSchema.safeParse(environment)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    throw new ConfigError(`${String(issue.path[0])}: ${issue.message}`)
+  }
+  const env = parsed.data
+
+  const publicBaseUrl = (env.PUBLIC_BASE_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, '')
+  const apiKeys = env.RELAY_API_KEYS === undefined ? undefined : parseApiKeys(env.RELAY_API_KEYS)
+  if (apiKeys && 'problem' in apiKeys) throw new ConfigError(`RELAY_API_KEYS: ${apiKeys.problem}`)
+  const generatedApiKey = apiKeys ? undefined : generateApiKey()
+
+  const trusted = parseTrustedHosts(env.OAUTH_TRUSTED_HOSTS)
+  if ('problem' in trusted) throw new ConfigError(`OAUTH_TRUSTED_HOSTS: ${trusted.problem}`)
+
+  const { servers, source } = loadServers(env.MCP_SERVERS_FILE, env.MCP_SERVERS_JSON)
+
+  const storeScheme = /^([a-z]+):\/\//.exec(env.STORE_URL)?.[1]
+  if (!storeScheme || !['sqlite', 'memory', 'redis', 'rediss', 'postgres', 'postgresql'].includes(storeScheme)) {
+    throw new ConfigError('STORE_URL: must start with sqlite://, memory://, redis://, rediss:// or postgres://')
+  }
+  if (!env.RELAY_ENCRYPTION_KEY && !['sqlite', 'memory'].includes(storeScheme)) {
+    throw new ConfigError(`RELAY_ENCRYPTION_KEY: required with a ${storeScheme} store (every replica must share it)`)
+  }
+
+  return Object.freeze({
+    port: env.PORT,
+    host: env.HOST,
+    publicBaseUrl,
+    callbackUrl: `${publicBaseUrl}/oauth/callback`,
+    apiKeys: Object.freeze(apiKeys ? apiKeys.keys : [generatedApiKey!]),
+    generatedApiKey,
+    servers: new Map(servers.map((server) => [server.serverId, server])),
+    serversSource: source,
+    storeUrl: env.STORE_URL,
+    encryptionKey: env.RELAY_ENCRYPTION_KEY,
+    toolListCacheTtlMs: env.TOOL_LIST_CACHE_TTL_SECONDS * 1000,
+    upstreamTimeoutMs: Math.round(env.UPSTREAM_TIMEOUT_SECONDS * 1000),
+    pool: Object.freeze({ maxSessions: env.MCP_POOL_MAX_SESSIONS, idleMs: env.MCP_POOL_IDLE_SECONDS * 1000 }),
+    clientMetadataUrl:
+      env.OAUTH_CLIENT_METADATA_URL ??
+      (publicBaseUrl.startsWith('https://') ? `${publicBaseUrl}/oauth/client-metadata.json` : undefined),
+    trustedHosts: Object.freeze(trusted.hosts),
+    userSecret: env.RELAY_USER_SECRET,
+    logLevel: env.LOG_LEVEL,
+  })
+}
+
+function loadServers(file: string | undefined, json: string | undefined): { servers: ServerConfig[]; source: string } {
+  if (file && json) throw new ConfigError('MCP_SERVERS_JSON: set either MCP_SERVERS_FILE or MCP_SERVERS_JSON, not both')
+  let variable: string
+  let text: string
+  if (json) {
+    variable = 'MCP_SERVERS_JSON'
+    text = json
+  } else {
+    variable = 'MCP_SERVERS_FILE'
+    const path = file ?? './mcp-servers.json'
+    if (!file && !existsSync(path)) return { servers: [], source: 'none' }
+    try {
+      text = readFileSync(path, 'utf8')
+    } catch (error) {
+      throw new ConfigError(`MCP_SERVERS_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+    variable = `MCP_SERVERS_FILE (${path})`
+  }
+  let document: unknown
+  try {
+    document = JSON.parse(text)
+  } catch (error) {
+    throw new ConfigError(`${variable}: not valid JSON (${(error as Error).message})`)
+  }
+  const result = parseServers(document)
+  if ('problem' in result) throw new ConfigError(`${variable}: ${result.problem}`)
+  return { servers: result.servers, source: variable }
+}
+

@@ -1,0 +1,42 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
+import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
+import type { FetchLike } from './upstream-fetch.ts'
+
+export const RELAY_CLIENT_INFO = { name: 'mcp-auth-relay', version: '1.0.0' } as const
+
+/**
+ * Connects an SDK Client to an MCP server: Streamable HTTP first; when the server refuses it
+ * with a 4xx that is not about auth, the legacy HTTP+SSE transport, as the SDK documents for
+ * backwards compatibility (MCP 2025-03-26 "Backwards Compatibility").
+ */
+export async function connectUpstream(options: {
+  url: string
+  fetch: FetchLike
+  timeoutMs: number
+  onToolsChanged: () => void
+  onClose: () => void
+}): Promise<Client> {
+  const url = new URL(options.url)
+  const streamable = newClient(options)
+  try {
+    await streamable.connect(new StreamableHTTPClientTransport(url, { fetch: options.fetch }), { timeout: options.timeoutMs })
+    streamable.onclose = options.onClose
+    return streamable
+  } catch (error) {
+    await streamable.close().catch(() => undefined) // the failed transport holds nothing worth reporting
+    if (!(error instanceof StreamableHTTPError) || error.code === undefined || error.code < 400 || error.code >= 500) throw error
+  }
+  const legacy = newClient(options)
+  await legacy.connect(new SSEClientTransport(url, { fetch: options.fetch }), { timeout: options.timeoutMs })
+  legacy.onclose = options.onClose
+  return legacy
+}
+
+function newClient(options: { onToolsChanged: () => void }): Client {
+  const client = new Client(RELAY_CLIENT_INFO, { capabilities: {} })
+  // MCP "Tools / List Changed Notification": the cached list for this server is stale.
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => options.onToolsChanged())
+  return client
+}

@@ -1,0 +1,65 @@
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import type { Tool } from '@modelcontextprotocol/sdk/types.js'
+import type { Keyv } from 'keyv'
+
+export interface ToolListCache {
+  /**
+   * The cached list for `key`, or the one `load` fetches: one upstream `tools/list` however many
+   * requests wait for the same key in this process.
+   */
+  get(key: string, load: () => Promise<Tool[]>): Promise<{ tools: Tool[]; source: 'cache' | 'upstream' }>
+  drop(key: string): Promise<void>
+}
+
+/** Per-server (or per-server-and-user) tools/list results, TOOL_LIST_CACHE_TTL_SECONDS; 0 disables. */
+export function createToolListCache(deps: { keyv: Keyv; ttlMs: number }): ToolListCache {
+  const loading = new Map<string, Promise<Tool[]>>()
+  // Bumped by drop(): a load that started before a drop does not write its stale list back.
+  const generation = new Map<string, number>()
+
+  return {
+    async get(key, load) {
+      if (deps.ttlMs > 0) {
+        const cached = (await deps.keyv.get(key)) as Tool[] | undefined
+        if (cached) return { tools: cached, source: 'cache' }
+      }
+      const joined = loading.get(key)
+      if (joined) {
+        try {
+          return { tools: await joined, source: 'upstream' }
+        } catch {
+          // Someone else's load failed (their sign-in, their timeout): their failure is not ours
+          // to report, so this caller loads with its own access instead.
+          return { tools: await load(), source: 'upstream' }
+        }
+      }
+      const startedAt = generation.get(key) ?? 0
+      const running = (async () => {
+        const tools = await load()
+        if (deps.ttlMs > 0 && (generation.get(key) ?? 0) === startedAt) await deps.keyv.set(key, tools, deps.ttlMs)
+        return tools
+      })().finally(() => loading.delete(key))
+      loading.set(key, running)
+      return { tools: await running, source: 'upstream' }
+    },
+    async drop(key) {
+      generation.set(key, (generation.get(key) ?? 0) + 1)
+      await deps.keyv.delete(key)
+    },
+  }
+}
+
+const MAX_PAGES = 100
+
+/** `tools/list` followed through every page (MCP "Pagination"), with a cap against endless cursors. */
+export async function listAllTools(client: Client, timeoutMs: number): Promise<Tool[]> {
+  const tools: Tool[] = []
+  let cursor: string | undefined
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const result = await client.listTools(cursor === undefined ? {} : { cursor }, { timeout: timeoutMs })
+    tools.push(...result.tools)
+    cursor = result.nextCursor
+    if (!cursor) return tools
+  }
+  return tools
+}

@@ -1,0 +1,54 @@
+import * as oidc from 'openid-client'
+import type { ServerAuth } from './discovery.ts'
+import type { ClientRegistration } from './registration.ts'
+import type { FetchLike, UrlGuard } from './url-guard.ts'
+
+/**
+ * The openid-client Configuration for one (authorization server, client): openid-client does the
+ * grants, PKCE, `state` and RFC 9207 `iss` checks and the token-endpoint client authentication,
+ * given the metadata the SDK discovered.
+ */
+export function createClientConfiguration(
+  deps: { fetch: FetchLike; guard: UrlGuard; timeoutMs: number },
+  auth: ServerAuth,
+  client: ClientRegistration,
+): oidc.Configuration {
+  const config = new oidc.Configuration(
+    // The SDK types extra metadata fields as unknown; openid-client's ServerMetadata is the same document.
+    auth.metadata as oidc.ServerMetadata,
+    client.clientId,
+    { token_endpoint_auth_method: client.authMethod },
+    clientAuthentication(client),
+  )
+  config[oidc.customFetch] = (url, options) => deps.fetch(url, options as RequestInit)
+  config.timeout = Math.ceil(deps.timeoutMs / 1000)
+  // Plain http only reaches hosts the guard trusts (OAUTH_TRUSTED_HOSTS or an mcp_url host);
+  // the guarded fetch refuses every other http URL before a request leaves.
+  if (usesPlainHttp(auth) && isTrustedEverywhere(deps.guard, auth)) oidc.allowInsecureRequests(config)
+  return config
+}
+
+function clientAuthentication(client: ClientRegistration): oidc.ClientAuth {
+  switch (client.authMethod) {
+    case 'client_secret_basic':
+      return oidc.ClientSecretBasic(client.clientSecret)
+    case 'client_secret_post':
+      return oidc.ClientSecretPost(client.clientSecret)
+    case 'none':
+      return oidc.None()
+  }
+}
+
+function endpoints(auth: ServerAuth): URL[] {
+  return [auth.metadata.token_endpoint, auth.metadata.authorization_endpoint]
+    .filter((value): value is string => Boolean(value))
+    .map((value) => new URL(value))
+}
+
+function usesPlainHttp(auth: ServerAuth): boolean {
+  return endpoints(auth).some((url) => url.protocol === 'http:')
+}
+
+function isTrustedEverywhere(guard: UrlGuard, auth: ServerAuth): boolean {
+  return endpoints(auth).every((url) => url.protocol === 'https:' || guard.isTrusted(url))
+}

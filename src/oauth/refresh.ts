@@ -1,0 +1,110 @@
+import * as oidc from 'openid-client'
+import type { StoreLock } from '../store/lock.ts'
+import { withLock } from '../store/lock.ts'
+import type { TokenOwner, TokenStore, UpstreamToken } from '../store/tokens.ts'
+import { tokenKey } from '../store/tokens.ts'
+import { createClientConfiguration } from './client-config.ts'
+import type { ServerAuth } from './discovery.ts'
+import { describeOAuthFailure, isPermanentGrantError } from './oauth-errors.ts'
+import type { ClientRegistration } from './registration.ts'
+import { toUpstreamToken } from './tokens-from-response.ts'
+import type { FetchLike, UrlGuard } from './url-guard.ts'
+
+export interface RefreshDeps {
+  readonly fetch: FetchLike
+  readonly guard: UrlGuard
+  readonly timeoutMs: number
+  readonly tokens: TokenStore
+  readonly lock: StoreLock
+  readonly now: () => number
+  readonly logger: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }
+}
+
+export type RefreshOutcome =
+  | { kind: 'token'; token: UpstreamToken }
+  | { kind: 'sign-in'; reason: string; oauthError?: string }
+
+/** A refresh that failed for now (network, 5xx): the token is kept and the caller answers an error. */
+export class TransientRefreshError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'TransientRefreshError'
+  }
+}
+
+const inProcess = new Map<string, Promise<RefreshOutcome>>()
+
+/**
+ * Refreshes `stale`, the token this caller found unusable. Three outcomes, as Pomerium documents
+ * for its refreshExpiredUpstreamMCPToken:
+ * - `{ kind: 'token' }`: a fresh token — ours, or one another request or replica stored meanwhile;
+ * - `{ kind: 'sign-in' }`: the grant is gone for good (`invalid_grant`, no refresh token, the
+ *   token was removed); the stored token has been deleted;
+ * - throws TransientRefreshError: try again later; the stored token is kept.
+ *
+ * Single-flight: one refresh per (tenant, user, server) in this process, and across replicas
+ * through a lease lock in the shared store that is renewed while the request runs, so a rotated
+ * refresh token is never sent twice (oidc-provider revokes the whole grant on reuse).
+ */
+export function refreshUpstreamToken(
+  deps: RefreshDeps,
+  owner: TokenOwner,
+  stale: UpstreamToken,
+  server: () => Promise<{ auth: ServerAuth; client: ClientRegistration }>,
+): Promise<RefreshOutcome> {
+  const key = tokenKey(owner)
+  const running = inProcess.get(key)
+  if (running) return running
+  const refreshing = withLock(deps.lock, `refresh:${key}`, () => refreshUnderLock(deps, owner, stale, server), {
+    // The lease is renewed every ttl/3 while the token request runs; it only lapses when this
+    // process dies, and then another replica takes over after the ttl.
+    ttlMs: 10_000,
+    waitMs: deps.timeoutMs + 10_000,
+  }).finally(() => inProcess.delete(key))
+  inProcess.set(key, refreshing)
+  return refreshing
+}
+
+async function refreshUnderLock(
+  deps: RefreshDeps,
+  owner: TokenOwner,
+  stale: UpstreamToken,
+  server: () => Promise<{ auth: ServerAuth; client: ClientRegistration }>,
+): Promise<RefreshOutcome> {
+  // Waiters re-read the store after the lock instead of refreshing again.
+  const current = await deps.tokens.get(owner)
+  if (!current) return { kind: 'sign-in', reason: 'the token was removed' }
+  if (current.accessToken !== stale.accessToken) return { kind: 'token', token: current }
+  if (!current.refreshToken) {
+    await deps.tokens.remove(owner)
+    deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token expired without refresh token, removed')
+    return { kind: 'sign-in', reason: 'the token expired and the server gave no refresh token' }
+  }
+
+  const { auth, client } = await server()
+  const config = createClientConfiguration(deps, auth, client)
+  try {
+    // RFC 8707 §2: the resource goes on the refresh request too.
+    const response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource })
+    const token = toUpstreamToken(response, {
+      issuer: current.issuer,
+      clientId: current.clientId,
+      resource: current.resource,
+      requestedScope: current.scope,
+      previous: current,
+      now: deps.now(),
+    })
+    await deps.tokens.put(owner, token)
+    deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token refreshed')
+    return { kind: 'token', token }
+  } catch (error) {
+    const failure = describeOAuthFailure(error, 'Token refresh failed')
+    if (!failure.transient && (isPermanentGrantError(failure) || failure.oauthError !== undefined)) {
+      await deps.tokens.remove(owner)
+      deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant, oauthError: failure.oauthError }, 'refresh rejected, token removed')
+      return { kind: 'sign-in', reason: failure.message, oauthError: failure.oauthError }
+    }
+    deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant }, 'refresh failed, token kept')
+    throw new TransientRefreshError(failure.message, { cause: error })
+  }
+}

@@ -1,0 +1,107 @@
+import * as oidc from 'openid-client'
+import type { ServerConfig } from '../config/load-config.ts'
+import type { FlowStore } from '../store/flows.ts'
+import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
+import { createClientConfiguration } from './client-config.ts'
+import type { ServerAuth } from './discovery.ts'
+import { describeOAuthFailure } from './oauth-errors.ts'
+import type { ClientRegistration } from './registration.ts'
+import { toUpstreamToken } from './tokens-from-response.ts'
+import type { FetchLike, UrlGuard } from './url-guard.ts'
+
+export interface SignInDeps {
+  readonly fetch: FetchLike
+  readonly guard: UrlGuard
+  readonly timeoutMs: number
+  readonly flows: FlowStore
+  readonly now: () => number
+}
+
+/**
+ * The browser opened a login link: create `state` and the PKCE verifier, store the flow for
+ * 10 minutes, and return the authorization URL (DESIGN.md §5, step 2).
+ */
+export async function beginSignIn(
+  deps: SignInDeps,
+  request: { owner: TokenOwner; server: ServerConfig; auth: ServerAuth; client: ClientRegistration; redirectUri: string; scope: string | undefined },
+): Promise<URL> {
+  const config = createClientConfiguration(deps, request.auth, request.client)
+  const codeVerifier = oidc.randomPKCECodeVerifier()
+  const state = oidc.randomState()
+  await deps.flows.start(state, {
+    ...request.owner,
+    codeVerifier,
+    redirectUri: request.redirectUri,
+    resource: request.auth.resource,
+    scope: request.scope,
+    issuer: request.auth.metadata.issuer,
+    clientId: request.client.clientId,
+  })
+  const parameters: Record<string, string> = {
+    redirect_uri: request.redirectUri,
+    response_type: 'code',
+    // MCP 2025-11-25 "Authorization Code Protection": PKCE with S256, always.
+    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: 'S256',
+    state,
+    // RFC 8707 §2: the canonical server URI, on every authorization and token request.
+    resource: request.auth.resource,
+  }
+  if (request.scope) parameters.scope = request.scope
+  return oidc.buildAuthorizationUrl(config, parameters)
+}
+
+export type FinishSignInResult =
+  | { kind: 'token'; owner: TokenOwner; serverId: string; token: UpstreamToken }
+  | { kind: 'failed'; status: 400 | 502; message: string; oauthError?: string; owner?: TokenOwner }
+
+/**
+ * The authorization server sent the browser back: take the flow by `state` (once), exchange the
+ * code with the verifier and `resource`. openid-client checks `state` and the RFC 9207 `iss`.
+ * `findServer` gives the current config and discovery for the flow's server.
+ */
+export async function finishSignIn(
+  deps: SignInDeps,
+  callbackQuery: URLSearchParams,
+  findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration } | undefined>,
+): Promise<FinishSignInResult> {
+  const state = callbackQuery.get('state')
+  if (!state) return { kind: 'failed', status: 400, message: 'This page needs the sign-in response from the authorization server (state is missing).' }
+  const flow = await deps.flows.take(state)
+  if (!flow) {
+    return { kind: 'failed', status: 400, message: 'This sign-in link has expired or was already used. Ask the assistant for a new link.' }
+  }
+  const owner: TokenOwner = { tenant: flow.tenant, userId: flow.userId, serverId: flow.serverId }
+  const refused = callbackQuery.get('error')
+  if (refused) {
+    return { kind: 'failed', status: 400, owner, oauthError: refused, message: `Sign-in was not completed: ${callbackQuery.get('error_description') || refused}` }
+  }
+  const server = await findServer(flow.serverId)
+  if (!server || server.client.clientId !== flow.clientId || server.auth.metadata.issuer !== flow.issuer) {
+    return { kind: 'failed', status: 400, owner, message: 'The server configuration changed during sign-in. Ask the assistant for a new link.' }
+  }
+  const config = createClientConfiguration(deps, server.auth, server.client)
+  // openid-client derives redirect_uri from this URL's origin and path (FIELD-NOTES), so it is
+  // built from the redirect URI the flow used, not from the request's Host header.
+  const currentUrl = new URL(flow.redirectUri)
+  currentUrl.search = callbackQuery.toString()
+  try {
+    const response = await oidc.authorizationCodeGrant(
+      config,
+      currentUrl,
+      { pkceCodeVerifier: flow.codeVerifier, expectedState: state, idTokenExpected: false },
+      { resource: flow.resource },
+    )
+    const token = toUpstreamToken(response, {
+      issuer: flow.issuer,
+      clientId: flow.clientId,
+      resource: flow.resource,
+      requestedScope: flow.scope,
+      now: deps.now(),
+    })
+    return { kind: 'token', owner, serverId: flow.serverId, token }
+  } catch (error) {
+    const failure = describeOAuthFailure(error, 'Sign-in could not be completed')
+    return { kind: 'failed', status: failure.transient ? 502 : 400, owner, message: failure.message, oauthError: failure.oauthError }
+  }
+}

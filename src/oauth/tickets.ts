@@ -1,0 +1,50 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { Keyv } from 'keyv'
+import { storeKey } from '../store/keys.ts'
+import type { TokenOwner } from '../store/tokens.ts'
+
+/** A reusable sign-in link: `login_url = $PUBLIC_BASE_URL/oauth/start/<ticket>` (DESIGN.md §5). */
+export interface LoginTicket extends TokenOwner {
+  /** The scope to request, space separated; undefined lets discovery decide. */
+  readonly scope: string | undefined
+}
+
+const TICKET_TTL_MS = 24 * 60 * 60 * 1000
+
+export interface TicketStore {
+  /** The live ticket for this owner and scope, or a new one: an agent that asks twice gets the same link. */
+  issue(ticket: LoginTicket): Promise<string>
+  /** The ticket, once: it dies on use. */
+  take(id: string): Promise<LoginTicket | undefined>
+}
+
+/**
+ * Tickets are stored under the SHA-256 of their id, so a copy of the store does not hold live
+ * sign-in links. The ticket carries no secret of its own: the flow's verifier is made at /oauth/start.
+ */
+export function createTicketStore(deps: { keyv: Keyv }): TicketStore {
+  const { keyv } = deps
+  return {
+    async issue(ticket) {
+      const indexKey = `owner:${storeKey(ticket.tenant, ticket.userId, ticket.serverId, ticket.scope ?? '')}`
+      const known = (await keyv.get(indexKey)) as string | undefined
+      if (known && (await keyv.get(ticketKey(known)))) return known
+      const id = randomBytes(32).toString('base64url')
+      await keyv.set(ticketKey(id), { ...ticket }, TICKET_TTL_MS)
+      await keyv.set(indexKey, id, TICKET_TTL_MS)
+      return id
+    },
+    async take(id) {
+      if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined
+      const key = ticketKey(id)
+      const ticket = (await keyv.get(key)) as LoginTicket | undefined
+      // Only the caller whose delete removed it may use it (two tabs, two replicas).
+      if (!ticket || !(await keyv.delete(key))) return undefined
+      return ticket
+    },
+  }
+}
+
+function ticketKey(id: string): string {
+  return `ticket:${createHash('sha256').update(id).digest('base64url')}`
+}

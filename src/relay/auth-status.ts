@@ -1,0 +1,59 @@
+import type { ServerConfig } from '../config/load-config.ts'
+import { ownerOf, type RelayDeps } from './deps.ts'
+import { selectServers } from './select-servers.ts'
+import { createLoginLink } from './sign-in-link.ts'
+import type { AuthStatusResult, Caller, ServerStatusEntry } from './types.ts'
+import { freshToken, withUpstream } from './upstream-access.ts'
+
+const USAGE =
+  'For each server with status "need_auth", show its login_url to the user as a link and ask them to sign in, then call mcp_auth_status again. "authorized" and "no_auth_required" servers are ready: call mcp_tool_list.'
+
+/** mcp_auth_status: each selected server's sign-in state for this user, with login links. */
+export async function authStatus(
+  deps: RelayDeps,
+  caller: Caller,
+  request: { serverIds: string[] | undefined; forceReauth: boolean },
+): Promise<AuthStatusResult> {
+  const servers = selectServers(deps, request.serverIds)
+  const entries = await Promise.all(servers.map((server) => statusOf(deps, caller, server, request.forceReauth)))
+  return {
+    all_authorized: entries.every((entry) => entry.status === 'authorized' || entry.status === 'no_auth_required'),
+    authorized_server_ids: entries.filter((entry) => entry.status === 'authorized').map((entry) => entry.server_id),
+    need_auth_server_ids: entries.filter((entry) => entry.status === 'need_auth').map((entry) => entry.server_id),
+    servers: entries,
+    errors: entries.filter((entry) => entry.status === 'error').map((entry) => ({ server_id: entry.server_id, error: entry.message })),
+    usage: USAGE,
+  }
+}
+
+async function statusOf(deps: RelayDeps, caller: Caller, server: ServerConfig, forceReauth: boolean): Promise<ServerStatusEntry> {
+  const base = { server_id: server.serverId, description: server.description }
+  const owner = ownerOf(caller, server)
+  const token = await deps.tokens.get(owner)
+  if (forceReauth && token) {
+    // force_reauth: a fresh link for a signed-in user; completing it replaces the token.
+    const link = await createLoginLink(deps, owner, server, { scope: undefined })
+    if (link.kind === 'error') return { ...base, status: 'error', message: link.message }
+    return { ...base, status: 'need_auth', login_url: link.loginUrl, message: 'Open the login_url to sign in again (for example as another account).' }
+  }
+  if (token) {
+    // "authorized" means a usable token is stored: no upstream call unless it must be refreshed.
+    const fresh = await freshToken(deps, owner, server, token)
+    if (fresh.kind === 'token') return { ...base, status: 'authorized', message: 'Signed in.' }
+    if (fresh.kind === 'need-auth') return { ...base, status: 'need_auth', login_url: fresh.loginUrl, message: fresh.message }
+    return { ...base, status: 'error', message: fresh.kind === 'error' ? fresh.message : 'No token.' }
+  }
+  // Without a token, opening the session is the probe that tells an open server from one that
+  // wants sign-in (it answers 401 with its challenge).
+  const access = await withUpstream(deps, caller, server, async () => undefined)
+  switch (access.kind) {
+    case 'ok':
+      return access.authorized
+        ? { ...base, status: 'authorized', message: 'Signed in.' }
+        : { ...base, status: 'no_auth_required', message: 'This server needs no sign-in.' }
+    case 'need-auth':
+      return { ...base, status: 'need_auth', login_url: access.loginUrl, message: access.message }
+    case 'error':
+      return { ...base, status: 'error', message: access.message }
+  }
+}

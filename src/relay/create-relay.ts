@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto'
+import type { RelayConfig } from '../config/load-config.ts'
+import { createMcpPool } from '../mcp/pool.ts'
+import { createToolListCache } from '../mcp/tool-cache.ts'
+import type { FetchLike } from '../mcp/upstream-fetch.ts'
+import { createDiscoveryCache } from '../oauth/discovery-cache.ts'
+import { createTicketStore } from '../oauth/tickets.ts'
+import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
+import { createFlowStore, type SignInFlow } from '../store/flows.ts'
+import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
+import { openStore, parseStoreUrl } from '../store/open-store.ts'
+import { createSealer, parseEncryptionKeys } from '../store/seal.ts'
+import { createSealedMap } from '../store/sealed-map.ts'
+import { createTokenStore, type UpstreamToken } from '../store/tokens.ts'
+import type { ClientRegistration } from '../oauth/registration.ts'
+import type { RelayDeps, RelayLogger } from './deps.ts'
+import { createRelayService } from './service.ts'
+import type { RelayService } from './types.ts'
+
+/** A bound on what one upstream response may hold (DESIGN.md §6). */
+const MAX_UPSTREAM_RESPONSE_BYTES = 16 * 1024 * 1024
+
+export interface CreateRelayOptions {
+  readonly logger: RelayLogger
+  readonly now?: () => number
+  /** The fetch under every upstream MCP request (default: global fetch). */
+  readonly upstreamFetch?: FetchLike
+  /** Separates this relay's keys on a shared backend; tests give each run its own. */
+  readonly storeKeyPrefix?: string
+}
+
+/** Opens the store and builds every part of the relay from the config, once, at start-up. */
+export async function createRelay(config: RelayConfig, options: CreateRelayOptions): Promise<{ relay: RelayService; deps: RelayDeps }> {
+  const now = options.now ?? Date.now
+  const { logger } = options
+  const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
+  const sealer = createSealer(encryptionKeys(config))
+  const sealed = <T>(name: 'tokens' | 'clients' | 'flows') => createSealedMap<T>({ keyv: store.namespace(name), sealer, logger })
+
+  const guard = createUrlGuard({
+    trustedHosts: config.trustedHosts,
+    // The operator's own URLs are trusted: each mcp_url's host, and configured OAuth endpoints.
+    configuredUrls: [...config.servers.values()].flatMap((server) =>
+      [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl].filter((url): url is string => Boolean(url)),
+    ),
+  })
+  const timeoutMs = config.upstreamTimeoutMs
+  const oauthFetch = createGuardedFetch({ guard, timeoutMs })
+  const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens') })
+
+  const deps: RelayDeps = {
+    config,
+    tokens,
+    tickets: createTicketStore({ keyv: store.namespace('tickets') }),
+    discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
+    stepUps: store.namespace('steps'),
+    toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),
+    pool: createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger }),
+    oauth: {
+      fetch: oauthFetch,
+      guard,
+      timeoutMs,
+      flows: createFlowStore({ map: sealed<SignInFlow>('flows') }),
+      tokens,
+      lock: store.lock,
+      now,
+      logger,
+      registration: {
+        fetch: oauthFetch,
+        clients: sealed<ClientRegistration>('clients'),
+        clientMetadataUrl: config.clientMetadataUrl,
+        clientName: 'MCP Auth Relay',
+      },
+    },
+    upstreamFetch: options.upstreamFetch ?? fetch,
+    maxUpstreamResponseBytes: MAX_UPSTREAM_RESPONSE_BYTES,
+    now,
+    logger,
+  }
+  return { relay: createRelayService(deps, { ping: () => store.ping(), close: () => store.close() }), deps }
+}
+
+/**
+ * RELAY_ENCRYPTION_KEY when set; else, for SQLite, the key file beside the database (created
+ * with mode 0600 on first start); for memory://, a key for this process only (nothing outlives it).
+ */
+function encryptionKeys(config: RelayConfig): Buffer[] {
+  if (config.encryptionKey) return parseEncryptionKeys(config.encryptionKey)
+  const { kind, path } = parseStoreUrl(config.storeUrl)
+  if (kind === 'sqlite' && path) return loadOrCreateKeyFile(keyFilePathBeside(path))
+  return [randomBytes(32)]
+}

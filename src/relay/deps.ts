@@ -1,0 +1,58 @@
+import type { Keyv } from 'keyv'
+import type { RelayConfig, ServerConfig } from '../config/load-config.ts'
+import type { McpPool } from '../mcp/pool.ts'
+import type { ToolListCache } from '../mcp/tool-cache.ts'
+import type { FetchLike } from '../mcp/upstream-fetch.ts'
+import type { DiscoveryCache } from '../oauth/discovery-cache.ts'
+import type { RegistrationDeps } from '../oauth/registration.ts'
+import type { RefreshDeps } from '../oauth/refresh.ts'
+import type { SignInDeps } from '../oauth/sign-in.ts'
+import type { TicketStore } from '../oauth/tickets.ts'
+import type { TokenOwner, TokenStore } from '../store/tokens.ts'
+import { tokenKey } from '../store/tokens.ts'
+import type { Caller } from './types.ts'
+
+export interface RelayLogger {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+  error(obj: object, msg: string): void
+  debug(obj: object, msg: string): void
+}
+
+/** Everything the relay operations use, built once in main.ts. */
+export interface RelayDeps {
+  readonly config: RelayConfig
+  readonly tokens: TokenStore
+  readonly tickets: TicketStore
+  readonly discovery: DiscoveryCache
+  readonly stepUps: Keyv
+  readonly toolCache: ToolListCache
+  readonly pool: McpPool
+  readonly oauth: SignInDeps & RefreshDeps & { readonly registration: RegistrationDeps }
+  /** The fetch pooled MCP transports build on (tests may pass one that counts). */
+  readonly upstreamFetch: FetchLike
+  readonly maxUpstreamResponseBytes: number
+  readonly now: () => number
+  readonly logger: RelayLogger
+}
+
+export function ownerOf(caller: Caller, server: ServerConfig): TokenOwner {
+  return { tenant: caller.tenant, userId: caller.userId, serverId: server.serverId }
+}
+
+export function poolKey(owner: TokenOwner): string {
+  return tokenKey(owner)
+}
+
+/** `tool_cache: "server"` shares one list per server; `"user"` keeps one per (tenant, user). */
+export function toolCacheKey(server: ServerConfig, owner: TokenOwner): string {
+  return server.toolCache === 'user' ? `user:${tokenKey(owner)}` : `server:${server.serverId}`
+}
+
+export function redirectUriFor(deps: RelayDeps, server: ServerConfig): string {
+  return server.oauth.redirectUri ?? deps.config.callbackUrl
+}
+
+export function timeoutFor(deps: RelayDeps, server: ServerConfig): number {
+  return server.timeoutMs ?? deps.config.upstreamTimeoutMs
+}

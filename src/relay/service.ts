@@ -1,0 +1,40 @@
+import { authStatus } from './auth-status.ts'
+import { callTool } from './call-tool.ts'
+import type { RelayDeps } from './deps.ts'
+import { listTools } from './list-tools.ts'
+import { reset } from './reset.ts'
+import { completeSignIn, startSignIn } from './sign-in.ts'
+import type { RelayService } from './types.ts'
+
+/** The relay's operations over its parts; `main.ts` builds the parts, `app.ts` serves this. */
+export function createRelayService(deps: RelayDeps, lifecycle: { ping(): Promise<void>; close(): Promise<void> }): RelayService {
+  return {
+    authStatus: (caller, request) => authStatus(deps, caller, request),
+    listTools: (caller, request) => listTools(deps, caller, request),
+    callTool: (caller, request) => callTool(deps, caller, request),
+    reset: (caller, request) => reset(deps, caller, request),
+    startSignIn: (ticketId) => startSignIn(deps, ticketId),
+    completeSignIn: (callbackUrl) => completeSignIn(deps, callbackUrl),
+    clientMetadataDocument: () => clientMetadataDocument(deps),
+    checkReady: () => lifecycle.ping(),
+    async close() {
+      await deps.pool.close()
+      await lifecycle.close()
+    },
+  }
+}
+
+/** MCP 2025-11-25 "Client ID Metadata Documents": the document whose URL is the relay's client_id. */
+function clientMetadataDocument(deps: RelayDeps): Record<string, unknown> {
+  const redirectUris = new Set([deps.config.callbackUrl])
+  for (const server of deps.config.servers.values()) if (server.oauth.redirectUri) redirectUris.add(server.oauth.redirectUri)
+  return {
+    client_id: deps.config.clientMetadataUrl ?? `${deps.config.publicBaseUrl}/oauth/client-metadata.json`,
+    client_name: deps.oauth.registration.clientName,
+    client_uri: deps.config.publicBaseUrl,
+    redirect_uris: [...redirectUris],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * What the HTTP layer sees of the relay: the three tool operations, reset and the sign-in steps,
+ * with the plugin's response field names (DESIGN.md §4). The relay holds no HTTP; routes hold no logic.
+ */
+
+/** Who is asking: the tenant comes from the API key's name, the user from `user_id`. */
+export interface Caller {
+  readonly tenant: string
+  readonly userId: string
+}
+
+export type ServerStatus = 'authorized' | 'need_auth' | 'no_auth_required' | 'error'
+
+export interface ServerStatusEntry {
+  server_id: string
+  description: string
+  status: ServerStatus
+  login_url?: string
+  message: string
+}
+
+export interface ServerError {
+  server_id: string
+  error: string
+}
+
+export interface AuthStatusResult {
+  all_authorized: boolean
+  authorized_server_ids: string[]
+  need_auth_server_ids: string[]
+  servers: ServerStatusEntry[]
+  errors: ServerError[]
+  usage: string
+}
+
+export interface ToolEntry {
+  tool_ref: string
+  name: string
+  description: string
+  inputSchema: unknown
+  server_id: string
+  server_description: string
+}
+
+export interface AuthRequiredEntry {
+  server_id: string
+  status: 'need_auth'
+  login_url: string
+  message: string
+}
+
+export interface ListToolsResult {
+  tools: ToolEntry[]
+  auth_required: AuthRequiredEntry[]
+  errors: ServerError[]
+  servers: Array<{ server_id: string; source: 'cache' | 'upstream'; tool_count: number }>
+  usage: string
+}
+
+export type CallToolResult =
+  | { ok: true; tool_ref: string; result: { content: unknown[]; structuredContent?: unknown; isError: boolean } }
+  | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url: string; message: string }
+  | { ok: false; error_code: 'UPSTREAM_ERROR' | 'TIMEOUT' | 'UNKNOWN_TOOL'; tool_ref: string; message: string }
+
+export interface ResetResult {
+  user_id: string
+  deleted_server_ids: string[]
+  message: string
+}
+
+export type StartSignInResult = { kind: 'redirect'; url: string } | { kind: 'invalid'; message: string }
+
+export type CompleteSignInResult =
+  | { kind: 'connected'; serverId: string; description: string }
+  | { kind: 'failed'; status: 400 | 502; message: string }
+
+export interface RelayService {
+  /** `serverIds` undefined means every configured server; unknown ids throw RelayError UNKNOWN_SERVER. */
+  authStatus(caller: Caller, request: { serverIds: string[] | undefined; forceReauth: boolean }): Promise<AuthStatusResult>
+  listTools(caller: Caller, request: { serverIds: string[] | undefined }): Promise<ListToolsResult>
+  /** `toolRef` is `server_id::tool_name`, split at the first `::` (already checked by the route). */
+  callTool(caller: Caller, request: { serverId: string; toolName: string; input: Record<string, unknown> }): Promise<CallToolResult>
+  reset(caller: Caller, request: { serverId: string | undefined }): Promise<ResetResult>
+  /** GET /oauth/start/:ticket */
+  startSignIn(ticketId: string): Promise<StartSignInResult>
+  /** GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query. */
+  completeSignIn(callbackUrl: URL): Promise<CompleteSignInResult>
+  /** The Client ID Metadata Document served at /oauth/client-metadata.json. */
+  clientMetadataDocument(): Record<string, unknown>
+  /** Resolves when the store answers; throws RelayError STORE_UNAVAILABLE otherwise. */
+  checkReady(): Promise<void>
+  close(): Promise<void>
+}

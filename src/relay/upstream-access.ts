@@ -1,0 +1,248 @@
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
+import type { ServerConfig } from '../config/load-config.ts'
+import { isRelayError } from '../errors.ts'
+import { connectUpstream } from '../mcp/connect.ts'
+import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
+import { forgetClientRegistration } from '../oauth/registration.ts'
+import { refreshUpstreamToken, TransientRefreshError } from '../oauth/refresh.ts'
+import { storeKey } from '../store/keys.ts'
+import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
+import { ownerOf, poolKey, redirectUriFor, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
+import { createLoginLink, mergeScopes, resolveServerAuth } from './sign-in-link.ts'
+import type { Caller } from './types.ts'
+
+export type Access<T> =
+  | { kind: 'ok'; value: T; authorized: boolean }
+  | { kind: 'need-auth'; loginUrl: string; message: string }
+  | { kind: 'error'; code: 'UPSTREAM_ERROR' | 'TIMEOUT'; message: string }
+
+/** At most this many step-up sign-ins for one (user, server) within STEP_UP_WINDOW_MS. */
+const MAX_STEP_UPS = 2
+const STEP_UP_WINDOW_MS = 60 * 60 * 1000
+
+/**
+ * Runs `fn` on the caller's pooled session with `server`, with a usable token:
+ * - a token close to expiry is refreshed first; a 401 refreshes once and retries once;
+ * - no token and a server that wants one: `need-auth` with a login link;
+ * - `403 insufficient_scope`: `need-auth` for the larger scope set, within the step-up limit;
+ * - a session the server no longer knows (404) is reopened once;
+ * - upstream trouble: `error` (TIMEOUT or UPSTREAM_ERROR). Store trouble throws (503).
+ */
+export async function withUpstream<T>(
+  deps: RelayDeps,
+  caller: Caller,
+  server: ServerConfig,
+  fn: (client: Client, timeoutMs: number) => Promise<T>,
+  options: { token?: UpstreamToken | undefined } = {},
+): Promise<Access<T>> {
+  const owner = ownerOf(caller, server)
+  const timeoutMs = timeoutFor(deps, server)
+  const usable = await freshToken(deps, owner, server, options.token)
+  if (usable.kind !== 'token' && usable.kind !== 'none') return usable
+  let token = usable.kind === 'token' ? usable.token : undefined
+  let refreshed = usable.kind === 'token' && usable.refreshed
+
+  if (!token) {
+    const known = await deps.discovery.get(server)
+    if (known?.kind === 'oauth') return needAuth(deps, owner, server, {})
+  }
+
+  let sessionLost = false
+  for (;;) {
+    try {
+      const value = await deps.pool.use(poolKey(owner), token?.accessToken, openSession(deps, owner, server, timeoutMs), (client) =>
+        fn(client, timeoutMs),
+      )
+      if (!token) await markOpen(deps, server)
+      return { kind: 'ok', value, authorized: token !== undefined }
+    } catch (error) {
+      if (error instanceof UpstreamAuthError && error.status === 401) {
+        if (!token) return needAuth(deps, owner, server, { challenge: error.challenge })
+        if (refreshed) {
+          // MCP "Token Handling": a token that was just refreshed and is still refused is not
+          // refreshed again; the user signs in anew.
+          await deps.tokens.remove(owner)
+          deps.logger.warn({ serverId: server.serverId }, 'fresh token refused by the server, token removed')
+          return needAuth(deps, owner, server, { challenge: error.challenge })
+        }
+        const outcome = await refresh(deps, owner, server, token)
+        if (outcome.kind !== 'token') return outcome
+        token = outcome.token
+        refreshed = true
+        continue
+      }
+      if (error instanceof UpstreamAuthError && error.status === 403 && token) {
+        if (error.challenge.error === 'insufficient_scope') return stepUp(deps, owner, server, token, error.challenge.scope)
+        return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} refused the request (HTTP 403).` }
+      }
+      if (isRelayError(error)) throw error
+      if (!sessionLost && isLostSession(error)) {
+        // MCP "Session Management": a 404 for a session id means the server forgot the session.
+        sessionLost = true
+        await deps.pool.drop(poolKey(owner))
+        continue
+      }
+      return upstreamFailure(server, error)
+    }
+  }
+}
+
+export type FreshToken =
+  | { kind: 'token'; token: UpstreamToken; refreshed: boolean }
+  | { kind: 'none' }
+  | Exclude<Access<never>, { kind: 'ok' }>
+
+/** The stored token, refreshed first when it is within the skew of its expiry. */
+export async function freshToken(
+  deps: RelayDeps,
+  owner: TokenOwner,
+  server: ServerConfig,
+  known: UpstreamToken | undefined,
+): Promise<FreshToken> {
+  const token = known ?? (await deps.tokens.get(owner))
+  if (!token) return { kind: 'none' }
+  if (!isNearExpiry(token, deps.now())) return { kind: 'token', token, refreshed: false }
+  const outcome = await refresh(deps, owner, server, token)
+  return outcome.kind === 'token' ? { kind: 'token', token: outcome.token, refreshed: true } : outcome
+}
+
+/**
+ * Refresh a little before expiry: a skew of a quarter of the token's life, at most 60 s, plus up
+ * to 10% jitter, so replicas holding the same token do not all refresh at the same instant.
+ */
+export function isNearExpiry(token: UpstreamToken, now: number): boolean {
+  if (token.expiresAt === undefined) return false
+  const life = Math.max(token.expiresAt - token.obtainedAt, 0)
+  const skew = Math.min(life / 4, 60_000) * (1 + Math.random() * 0.1)
+  return now >= token.expiresAt - skew
+}
+
+async function refresh(
+  deps: RelayDeps,
+  owner: TokenOwner,
+  server: ServerConfig,
+  token: UpstreamToken,
+): Promise<{ kind: 'token'; token: UpstreamToken } | Exclude<Access<never>, { kind: 'ok' }>> {
+  try {
+    const outcome = await refreshUpstreamToken(deps.oauth, owner, token, () => resolveServerAuth(deps, server))
+    if (outcome.kind === 'token') return outcome
+    if (outcome.oauthError === 'invalid_client') {
+      const { auth } = await resolveServerAuth(deps, server)
+      await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps, server))
+    }
+    await deps.pool.drop(poolKey(owner))
+    return needAuth(deps, owner, server, {})
+  } catch (error) {
+    if (error instanceof TransientRefreshError) {
+      return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${error.message}. Your sign-in is kept; try again shortly.` }
+    }
+    throw error
+  }
+}
+
+async function needAuth(
+  deps: RelayDeps,
+  owner: TokenOwner,
+  server: ServerConfig,
+  request: { challenge?: UpstreamAuthError['challenge']; scope?: string },
+): Promise<Exclude<Access<never>, { kind: 'ok' }>> {
+  const link = await createLoginLink(deps, owner, server, request)
+  if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
+  return {
+    kind: 'need-auth',
+    loginUrl: link.loginUrl,
+    message: `Sign-in to ${server.description || server.serverId} is needed. Open the login_url, sign in, then try again.`,
+  }
+}
+
+interface StepUpRecord {
+  count: number
+  scope: string
+  tokenObtainedAt: number
+}
+
+/**
+ * MCP 2025-11-25 Authorization, "Step-Up Authorization Flow": a 403 `insufficient_scope` asks
+ * the user to sign in for the union of granted and required scopes. A 403 for scopes already
+ * granted, or a third step-up for the same (user, server) within an hour, is an error instead
+ * of another link: no endless sign-in loops.
+ */
+async function stepUp(
+  deps: RelayDeps,
+  owner: TokenOwner,
+  server: ServerConfig,
+  token: UpstreamToken,
+  required: string | undefined,
+): Promise<Exclude<Access<never>, { kind: 'ok' }>> {
+  const granted = new Set(token.scope?.split(/\s+/).filter(Boolean))
+  const missing = required?.split(/\s+/).filter((scope) => scope && !granted.has(scope)) ?? []
+  if (missing.length === 0) {
+    return {
+      kind: 'error',
+      code: 'UPSTREAM_ERROR',
+      message: `${server.serverId} refused the request for lack of scope${required ? ` (${required})` : ''}, but the token already has every scope it asked for; signing in again would not help.`,
+    }
+  }
+  const scope = mergeScopes(token.scope, required)!
+  const key = storeKey(owner.tenant, owner.userId, owner.serverId)
+  const previous = (await deps.stepUps.get(key)) as StepUpRecord | undefined
+  // Asking again before the user signed in (same token, same scope) is the same step-up.
+  const same = previous && previous.scope === scope && previous.tokenObtainedAt === token.obtainedAt
+  const count = same ? previous.count : (previous?.count ?? 0) + 1
+  if (count > MAX_STEP_UPS) {
+    deps.logger.warn({ serverId: server.serverId }, 'step-up limit reached')
+    return {
+      kind: 'error',
+      code: 'UPSTREAM_ERROR',
+      message: `${server.serverId} keeps asking for more scopes (${missing.join(' ')}) after ${MAX_STEP_UPS} extra sign-ins; stopping here. Ask an administrator to check the server's scopes.`,
+    }
+  }
+  await deps.stepUps.set(key, { count, scope, tokenObtainedAt: token.obtainedAt } satisfies StepUpRecord, STEP_UP_WINDOW_MS)
+  const link = await createLoginLink(deps, owner, server, { scope })
+  if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
+  return {
+    kind: 'need-auth',
+    loginUrl: link.loginUrl,
+    message: `${server.description || server.serverId} needs more permissions (${missing.join(' ')}). Open the login_url, sign in, then try again.`,
+  }
+}
+
+function openSession(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, timeoutMs: number) {
+  return (accessToken: () => string | undefined, onClose: () => void) =>
+    connectUpstream({
+      url: server.mcpUrl,
+      fetch: createUpstreamFetch({ accessToken, maxResponseBytes: deps.maxUpstreamResponseBytes, fetch: deps.upstreamFetch }),
+      timeoutMs,
+      onClose,
+      onToolsChanged: () => {
+        deps.logger.debug({ serverId: server.serverId }, 'tools/list_changed, cache dropped')
+        deps.toolCache.drop(toolCacheKey(server, owner)).catch((error: unknown) => {
+          deps.logger.warn({ serverId: server.serverId, err: error }, 'tool cache drop failed')
+        })
+      },
+    })
+}
+
+async function markOpen(deps: RelayDeps, server: ServerConfig): Promise<void> {
+  const known = await deps.discovery.get(server)
+  if (!known) await deps.discovery.set(server, { kind: 'open' })
+}
+
+function isLostSession(error: unknown): boolean {
+  return error instanceof StreamableHTTPError && error.code === 404
+}
+
+function upstreamFailure(server: ServerConfig, error: unknown): Exclude<Access<never>, { kind: 'ok' | 'need-auth' }> {
+  if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
+    return { kind: 'error', code: 'TIMEOUT', message: `${server.serverId} did not answer in time.` }
+  }
+  if (error instanceof UpstreamTooLargeError) return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId}: ${error.message}.` }
+  const detail = error instanceof Error ? error.message : String(error)
+  return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} failed: ${truncate(detail, 300)}` }
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text
+}
