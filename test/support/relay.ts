@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.ts'
+import { loadConfig } from '../../src/config/load-config.ts'
+import type { RelayDeps } from '../../src/relay/deps.ts'
+import { createRelay } from '../../src/relay/create-relay.ts'
+import { freePort } from './free-port.ts'
+
+export interface TestRelay {
+  url: string
+  apiKey: string
+  app: FastifyInstance
+  deps: RelayDeps
+  /** POSTs JSON to a relay route with the API key (or the one given); returns status and body. */
+  post(path: string, body: unknown, options?: { apiKey?: string | null }): Promise<{ status: number; body: any }>
+  close(): Promise<void>
+}
+
+export const TEST_API_KEY = 'test-key-0123456789abcdef'
+export const OTHER_TENANT_KEY = 'other-key-0123456789abcdef'
+
+/**
+ * The relay in this process on a real port, over the store `STORE_URL` names (memory:// by
+ * default), with `servers` as MCP_SERVERS_JSON. `env` adds or overrides variables.
+ */
+export async function startRelay(options: {
+  servers: object[]
+  env?: Record<string, string>
+  now?: () => number
+}): Promise<TestRelay> {
+  const port = await freePort()
+  const config = loadConfig({
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+    RELAY_API_KEYS: `${TEST_API_KEY},other:${OTHER_TENANT_KEY}`,
+    MCP_SERVERS_JSON: JSON.stringify({ servers: options.servers }),
+    STORE_URL: 'memory://',
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  })
+  const { relay, deps } = await createRelay(config, {
+    logger: silentLogger,
+    storeKeyPrefix: `t${randomBytes(6).toString('hex')}`,
+    ...(options.now ? { now: options.now } : {}),
+  })
+  const app = await buildApp({ config, relay, logger: false, rateLimit: { max: 10_000, timeWindowMs: 60_000 } })
+  await app.listen({ port, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${port}`
+  return {
+    url,
+    apiKey: TEST_API_KEY,
+    app,
+    deps,
+    async post(path, body, { apiKey = TEST_API_KEY } = {}) {
+      const headers: Record<string, string> = { 'content-type': 'application/json' }
+      if (apiKey !== null) headers.authorization = `Bearer ${apiKey}`
+      const response = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers,
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+        signal: AbortSignal.timeout(20_000),
+      })
+      const text = await response.text()
+      let parsed: unknown = text
+      try {
+        parsed = JSON.parse(text)
+      } catch {
+        // not JSON: the test sees the raw text
+      }
+      return { status: response.status, body: parsed }
+    },
+    close: () => app.close(),
+  }
+}
+
+const silentLogger = { info() {}, warn() {}, error() {}, debug() {} }
