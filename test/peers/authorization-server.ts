@@ -4,7 +4,7 @@
 // The sign-in page is our own (devInteractions off) so that a browser, real or scripted, can
 // drive it: GET /interaction/:uid shows a form, POST /interaction/:uid/login signs in.
 import { generateKeyPair, randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { promisify } from 'node:util'
 import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
@@ -31,6 +31,8 @@ export interface AuthorizationServerOptions {
    * (oidc-provider itself serves only OpenID discovery); default false.
    */
   oauthMetadata?: boolean
+  /** Listen port on 127.0.0.1; default 0 (any free port). A fixed one is for the demo. */
+  port?: number
 }
 
 export interface TokenRequestRecord {
@@ -94,7 +96,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       }
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await listen(server, opts.port ?? 0)
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const issuer = `${origin}${prefix}`
 
@@ -221,6 +223,16 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       server.closeAllConnections()
     }),
   }
+}
+
+function listen(server: Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
 }
 
 function normalizeIssuerPath(issuerPath: string | undefined): string {

@@ -10,12 +10,10 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
-import {
-  ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool,
-} from '@modelcontextprotocol/sdk/types.js'
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose'
-import * as z from 'zod'
+import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import { bearerChallenge, createTokenVerifier, missingScopes, subjectOf } from './bearer-auth.ts'
 import { readBody } from './read-body.ts'
+import { BASE_TOOLS, fillerTool, listTools, registerTool, type ToolSpec } from './upstream-tools.ts'
 
 export interface McpUpstreamOptions {
   /** Omit for an open server. */
@@ -38,6 +36,8 @@ export interface McpUpstreamOptions {
   pageSize?: number
   /** Where the RFC 9728 document is served; default 'path' (/.well-known/oauth-protected-resource/mcp). */
   protectedResourceMetadata?: 'path' | 'root' | 'none'
+  /** Listen port on 127.0.0.1; default 0 (any free port). A fixed one is for the demo. */
+  port?: number
 }
 
 export interface McpUpstreamCounters {
@@ -73,14 +73,6 @@ export interface McpUpstream {
 
 const STREAM_GRACE_MS = 1000
 
-interface ToolSpec {
-  name: string
-  description: string
-  input: z.ZodRawShape
-  output?: z.ZodRawShape
-  run(args: Record<string, unknown>, authInfo: AuthInfo | undefined): CallToolResult
-}
-
 interface Session {
   mcp: McpServer
   transport: StreamableHTTPServerTransport | SSEServerTransport
@@ -97,50 +89,6 @@ type AuthedRequest = IncomingMessage & { auth?: AuthInfo }
 
 interface Refusal { kind: 'refused'; status: 401 | 403; challenge: string; error: string; description: string }
 type AuthOutcome = { kind: 'ok'; authInfo: AuthInfo | undefined } | Refusal
-
-const whoamiOutput = {
-  sub: z.string().nullable(),
-  aud: z.union([z.string(), z.array(z.string())]).optional(),
-  scope: z.string().optional(),
-  client_id: z.string().optional(),
-}
-
-const BASE_TOOLS: ToolSpec[] = [
-  {
-    name: 'whoami',
-    description: 'Says whose access token this server received.',
-    input: {},
-    output: whoamiOutput,
-    run: (_args, authInfo) => {
-      const claims = authInfo?.extra?.claims as JWTPayload | undefined
-      const who = claims
-        ? { sub: claims.sub ?? null, aud: claims.aud, scope: claims.scope as string | undefined, client_id: claims.client_id as string | undefined }
-        : { sub: null }
-      return { content: [{ type: 'text', text: JSON.stringify(who) }], structuredContent: who }
-    },
-  },
-  {
-    name: 'echo',
-    description: 'Returns the text it is given.',
-    input: { text: z.string().describe('Text to return') },
-    run: (args) => ({ content: [{ type: 'text', text: String(args.text) }] }),
-  },
-  {
-    name: 'fail',
-    description: 'Always fails, as a tool error (isError).',
-    input: {},
-    run: () => ({ content: [{ type: 'text', text: 'this tool always fails' }], isError: true }),
-  },
-]
-
-function fillerTool(name: string): ToolSpec {
-  return {
-    name,
-    description: `Filler tool ${name}.`,
-    input: {},
-    run: () => ({ content: [{ type: 'text', text: name }] }),
-  }
-}
 
 export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<McpUpstream> {
   const transportKind = opts.transport ?? 'streamable'
@@ -164,7 +112,13 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
       }
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const endpointPath = transportKind === 'sse' ? '/sse' : '/mcp'
   const messagesPath = '/messages'
@@ -175,6 +129,7 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
     : prmPlacement === 'root' ? '/.well-known/oauth-protected-resource' : `/.well-known/oauth-protected-resource${endpointPath}`
   const resourceMetadataUrl = prmPath && `${origin}${prmPath}`
   const verifier = opts.auth && createTokenVerifier(opts.auth.issuer, url)
+  const challengeMetadata = opts.auth?.challengeResourceMetadata === false ? undefined : resourceMetadataUrl
 
   function createSessionServer(): McpServer {
     const mcp = new McpServer({ name: 'peer-upstream', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } })
@@ -186,7 +141,6 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
 
   async function authenticate(req: IncomingMessage): Promise<AuthOutcome> {
     if (!opts.auth || !verifier) return { kind: 'ok', authInfo: undefined }
-    const challengeMetadata = opts.auth.challengeResourceMetadata === false ? undefined : resourceMetadataUrl
     const header = req.headers.authorization
     if (!header) {
       return {
@@ -200,7 +154,8 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
       if (!token) throw new Error('the Authorization header is not a bearer token')
       authInfo = await verifier(token)
     } catch (err) {
-      const description = err instanceof Error ? err.message : String(err)
+      // RFC 6750 §3: error_description is printable ASCII without '"' and '\'.
+      const description = (err instanceof Error ? err.message : String(err)).replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, '?')
       return {
         kind: 'refused', status: 401, error: 'invalid_token', description,
         challenge: bearerChallenge({
@@ -210,11 +165,11 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
       }
     }
     const missing = missingScopes(authInfo, opts.auth.requiredScopes ?? [])
-    if (missing.length) return insufficientScope(opts.auth.requiredScopes ?? [], challengeMetadata)
+    if (missing.length) return insufficientScope(opts.auth.requiredScopes ?? [])
     return { kind: 'ok', authInfo }
   }
 
-  function insufficientScope(scopes: string[], challengeMetadata: string | undefined): Refusal {
+  function insufficientScope(scopes: string[]): Refusal {
     return {
       kind: 'refused', status: 403, error: 'insufficient_scope', description: 'additional scope required',
       // MCP "Scope Challenge Handling": `scope` names what this operation needs.
@@ -268,7 +223,7 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
         const call = toolCallOf(message)
         const needed = call && scopesRequiredFor.get(call)
         if (needed && opts.auth && missingScopes(outcome.authInfo, needed).length) {
-          refuse(res, insufficientScope(needed, opts.auth.challengeResourceMetadata === false ? undefined : resourceMetadataUrl))
+          refuse(res, insufficientScope(needed))
           return
         }
       }
@@ -415,110 +370,9 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
   }
 }
 
-function registerTool(mcp: McpServer, spec: ToolSpec) {
-  mcp.registerTool(
-    spec.name,
-    { description: spec.description, inputSchema: spec.input, outputSchema: spec.output },
-    (args, extra) => spec.run(args as Record<string, unknown>, extra.authInfo),
-  )
-}
-
-function listTools(tools: ToolSpec[], cursor: string | undefined, pageSize: number | undefined) {
-  const start = cursor === undefined ? 0 : decodeCursor(cursor)
-  const end = pageSize ? start + pageSize : tools.length
-  const page = tools.slice(start, end).map((spec): Tool => ({
-    name: spec.name,
-    description: spec.description,
-    inputSchema: toJsonSchema(spec.input),
-    ...(spec.output ? { outputSchema: toJsonSchema(spec.output) } : {}),
-  }))
-  return end < tools.length ? { tools: page, nextCursor: encodeCursor(end) } : { tools: page }
-}
-
-function encodeCursor(offset: number): string {
-  return Buffer.from(`offset:${offset}`).toString('base64url')
-}
-
-function decodeCursor(cursor: string): number {
-  const match = /^offset:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'))
-  if (!match) throw new McpError(ErrorCode.InvalidParams, 'Invalid cursor')
-  return Number(match[1])
-}
-
-function toJsonSchema(shape: z.ZodRawShape): Tool['inputSchema'] {
-  const { $schema: _, ...schema } = z.toJSONSchema(z.object(shape), { io: 'input' })
-  return schema as Tool['inputSchema']
-}
-
-/** Verifies an RFC 9068 JWT access token: signature by the issuer's JWKS, iss, exp, aud = resource. */
-function createTokenVerifier(issuer: string, resource: string): (token: string) => Promise<AuthInfo> {
-  let jwks: Promise<ReturnType<typeof createRemoteJWKSet>> | undefined
-  const getJwks = () => {
-    if (!jwks) {
-      const discovered = discoverJwksUri(issuer).then((uri) => createRemoteJWKSet(new URL(uri)))
-      // A failed discovery is retried on the next request instead of being cached; the caller
-      // awaiting `discovered` sees the error itself.
-      discovered.catch(() => {
-        jwks = undefined
-      })
-      jwks = discovered
-    }
-    return jwks
-  }
-  return async (token) => {
-    const { payload } = await jwtVerify(token, await getJwks(), { issuer, audience: resource, typ: 'at+jwt' })
-    return {
-      token,
-      clientId: String(payload.client_id ?? ''),
-      scopes: typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [],
-      expiresAt: payload.exp,
-      resource: new URL(resource),
-      extra: { claims: payload },
-    }
-  }
-}
-
-async function discoverJwksUri(issuer: string): Promise<string> {
-  const issuerUrl = new URL(issuer)
-  const path = issuerUrl.pathname === '/' ? '' : issuerUrl.pathname
-  const candidates = [
-    `${issuerUrl.origin}/.well-known/oauth-authorization-server${path}`,
-    `${issuerUrl.origin}${path}/.well-known/openid-configuration`,
-  ]
-  for (const candidate of candidates) {
-    const response = await fetch(candidate, { signal: AbortSignal.timeout(5000) })
-    if (!response.ok) {
-      await response.body?.cancel()
-      continue
-    }
-    const metadata = await response.json() as { issuer?: string; jwks_uri?: string }
-    if (metadata.issuer !== issuer) throw new Error(`metadata at ${candidate} names issuer ${metadata.issuer}`)
-    if (!metadata.jwks_uri) throw new Error(`metadata at ${candidate} has no jwks_uri`)
-    return metadata.jwks_uri
-  }
-  throw new Error(`no authorization server metadata for ${issuer}`)
-}
-
-function subjectOf(authInfo: AuthInfo | undefined): string | undefined {
-  return (authInfo?.extra?.claims as JWTPayload | undefined)?.sub
-}
-
-function missingScopes(authInfo: AuthInfo | undefined, needed: string[]): string[] {
-  const granted = new Set(authInfo?.scopes ?? [])
-  return needed.filter((scope) => !granted.has(scope))
-}
-
 function toolCallOf(message: unknown): string | undefined {
   const m = message as { method?: unknown; params?: { name?: unknown } } | null
   return m?.method === 'tools/call' && typeof m.params?.name === 'string' ? m.params.name : undefined
-}
-
-// RFC 6750 §3: auth-params as quoted strings.
-function bearerChallenge(params: Record<string, string | undefined>): string {
-  const parts = Object.entries(params)
-    .filter((entry): entry is [string, string] => entry[1] !== undefined)
-    .map(([name, value]) => `${name}="${value.replace(/["\\]/g, '\\$&')}"`)
-  return parts.length ? `Bearer ${parts.join(', ')}` : 'Bearer'
 }
 
 function jsonRpcError(code: number, message: string) {

@@ -311,6 +311,21 @@ describe('peers against the SDK and openid-client', () => {
     }
   })
 
+  it('can require scopes for every request', async () => {
+    const strict = await startMcpUpstream({ auth: { issuer: as.issuer, requiredScopes: ['mcp:write'] } })
+    try {
+      const { tokens } = await signIn(registered, strict.url, 'judy', recorder, 'mcp:read')
+      const refused = await fetch(strict.url, {
+        method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${tokens.access_token}` }, body: rpc('initialize'),
+      })
+      expect(refused.status).toBe(403)
+      expect(refused.headers.get('www-authenticate')).toContain('error="insufficient_scope", scope="mcp:write"')
+      expect(strict.counters).toMatchObject({ forbidden: 1, initialize: 0, requests: 1 })
+    } finally {
+      await strict.close()
+    }
+  })
+
   it('serves the legacy HTTP+SSE transport only', async () => {
     const sse = await startMcpUpstream({ auth: { issuer: as.issuer }, transport: 'sse' })
     try {
