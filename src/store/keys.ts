@@ -1,0 +1,24 @@
+// Lone UTF-16 surrogates make encodeURIComponent throw (and would turn into U+FFFD, colliding,
+// once a backend stores the key as UTF-8), so they get their own escape, `%uXXXX`.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
+function encodePart(part: string): string {
+  let encoded = ''
+  let last = 0
+  for (const match of part.matchAll(LONE_SURROGATE)) {
+    encoded += encodeURIComponent(part.slice(last, match.index))
+    encoded += `%u${match[0].charCodeAt(0).toString(16).toUpperCase()}`
+    last = match.index + 1
+  }
+  return encoded + encodeURIComponent(part.slice(last))
+}
+
+/**
+ * A composite store key: each part percent-encoded, then joined with ':'. Encoded parts never
+ * contain ':' (so `('a:b', 'c')` and `('a', 'b:c')` differ) nor '/' (so no key can start with a
+ * Keyv namespace such as `relay/tokens:`, which Keyv would then not prefix — see open-store.ts).
+ * Control characters become %XX, so PostgreSQL (which refuses NUL in text) can store every key.
+ */
+export function storeKey(...parts: string[]): string {
+  return parts.map(encodePart).join(':')
+}

@@ -1,0 +1,169 @@
+import { resolve } from 'node:path'
+import KeyvRedis from '@keyv/redis'
+import { Keyv, type KeyvStoreAdapter } from 'keyv'
+import { createMemoryLock, createPostgresLock, createRedisLock, createSqliteLock, type StoreLock } from './lock.ts'
+import { createPostgresBackend } from './postgres-store.ts'
+import { createRedisClient } from './redis-client.ts'
+import { openSqliteDatabase, SqliteStore } from './sqlite-store.ts'
+import { silentLogger, type StoreLogger } from './store-logger.ts'
+import { callStore, guardAdapter, STORE_TIMEOUT_MS, type StoreKind } from './store-unavailable.ts'
+
+export type { StoreKind } from './store-unavailable.ts'
+
+export const NAMESPACE_NAMES = ['tokens', 'clients', 'discovery', 'tickets', 'flows', 'tools', 'steps'] as const
+export type NamespaceName = (typeof NAMESPACE_NAMES)[number]
+
+export interface RelayStore {
+  readonly kind: StoreKind
+  /** One Keyv per namespace, created once. Its calls throw RelayError STORE_UNAVAILABLE on a backend failure. */
+  namespace(name: NamespaceName): Keyv
+  lock: StoreLock
+  /** Resolves when the backend answers; throws RelayError STORE_UNAVAILABLE otherwise, within ~2 s. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface OpenStoreOptions {
+  logger?: StoreLogger
+  /** Separates this relay's keys from others sharing the backend (and one test run from another). */
+  keyPrefix?: string
+}
+
+/** The backend a STORE_URL names, and for SQLite the absolute database path. Never echoes the URL (it may hold a password). */
+export function parseStoreUrl(url: string): { kind: StoreKind; path?: string } {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase()
+  switch (scheme) {
+    case 'memory':
+      return { kind: 'memory' }
+    case 'sqlite': {
+      const path = url.slice('sqlite://'.length)
+      if (path === '') throw new Error('STORE_URL sqlite:// needs a file path, e.g. sqlite://./data/relay.sqlite')
+      return { kind: 'sqlite', path: resolve(path) }
+    }
+    case 'redis':
+    case 'rediss':
+      return { kind: 'redis' }
+    case 'postgres':
+    case 'postgresql':
+      return { kind: 'postgres' }
+    default:
+      throw new Error('STORE_URL must start with sqlite://, memory://, redis://, rediss://, postgres:// or postgresql://')
+  }
+}
+
+interface Backend {
+  createAdapter(): KeyvStoreAdapter | Map<string, unknown>
+  /** Keyv prefixes keys with the namespace itself unless the adapter does (only @keyv/redis does). */
+  adapterPrefixesKeys: boolean
+  lock: StoreLock
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+async function openBackend(url: string, kind: StoreKind, path: string | undefined, lockPrefix: string, logger: StoreLogger): Promise<Backend> {
+  switch (kind) {
+    case 'memory':
+      return {
+        createAdapter: () => new Map<string, unknown>(),
+        adapterPrefixesKeys: false,
+        lock: createMemoryLock(),
+        ping: async () => undefined,
+        close: async () => undefined,
+      }
+    case 'sqlite': {
+      const db = openSqliteDatabase(path!)
+      return {
+        createAdapter: () => guardAdapter(new SqliteStore(db, `sqlite://${path}`), kind),
+        adapterPrefixesKeys: false,
+        lock: createSqliteLock(db, lockPrefix),
+        ping: () => callStore(kind, () => void db.prepare('SELECT 1').get()),
+        close: async () => {
+          if (db.isOpen) db.close()
+        },
+      }
+    }
+    case 'redis': {
+      let client: ReturnType<typeof createRedisClient>
+      try {
+        client = createRedisClient(url, logger)
+      } catch {
+        throw new Error('STORE_URL is not a valid redis:// URL') // the parser's message may quote the URL
+      }
+      // Wait briefly for the first connection so requests right after start-up find it ready; a
+      // Redis that is down does not stop start-up (readiness reports it) and is picked up later.
+      let closed = false
+      const connecting = client.connect().catch((error: unknown) => {
+        if (!closed) logger.warn({ kind, err: error }, 'store connection failed')
+      })
+      await Promise.race([connecting, new Promise((done) => setTimeout(done, STORE_TIMEOUT_MS).unref())])
+      return {
+        createAdapter: () =>
+          guardAdapter(
+            // throwOnErrors: by default @keyv/redis answers a failed get with undefined ("no token").
+            new KeyvRedis(client, { throwOnErrors: true, throwOnConnectError: true }),
+            kind,
+          ),
+        adapterPrefixesKeys: true,
+        lock: createRedisLock(client, lockPrefix),
+        ping: () => callStore(kind, async () => void (await client.ping())),
+        close: async () => {
+          closed = true
+          if (client.isReady) await client.close()
+          else if (client.isOpen) client.destroy()
+        },
+      }
+    }
+    case 'postgres': {
+      const backend = createPostgresBackend(url, logger)
+      return {
+        createAdapter: () => guardAdapter(backend.createAdapter(), kind),
+        adapterPrefixesKeys: false,
+        lock: createPostgresLock(backend.query, lockPrefix),
+        ping: () => callStore(kind, backend.ping),
+        close: backend.close,
+      }
+    }
+  }
+}
+
+/**
+ * Opens the store STORE_URL names: `memory://`, `sqlite://PATH` (relative to the working
+ * directory; the directory is created), `redis://…`/`rediss://…`, `postgres://…`/`postgresql://…`.
+ * A shared backend that is down does not fail this call: its operations throw STORE_UNAVAILABLE
+ * until it answers again. A malformed URL throws an Error naming STORE_URL.
+ */
+export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<RelayStore> {
+  const { kind, path } = parseStoreUrl(url)
+  const logger = options.logger ?? silentLogger
+  const keyPrefix = options.keyPrefix ?? 'relay'
+  if (!/^[A-Za-z0-9.-]+$/.test(keyPrefix)) throw new Error('keyPrefix may hold only letters, digits, . and -')
+  const backend = await openBackend(url, kind, path, `${keyPrefix}/lock:`, logger)
+
+  const namespaces = new Map<NamespaceName, Keyv>()
+  function namespace(name: NamespaceName): Keyv {
+    let keyv = namespaces.get(name)
+    if (keyv === undefined) {
+      if (!NAMESPACE_NAMES.includes(name)) throw new Error(`Unknown store namespace: ${String(name)}`)
+      keyv = new Keyv({
+        store: backend.createAdapter(),
+        // '/' keeps the namespace from ever being a prefix of a storeKey() (see keys.ts): Keyv does
+        // not prefix a key that already starts with `${namespace}:`, which would let two keys meet.
+        namespace: `${keyPrefix}/${name}`,
+        useKeyPrefix: !backend.adapterPrefixesKeys,
+        // Keyv 5 otherwise answers a failed get with undefined and a failed set/delete with false.
+        throwOnErrors: true,
+      })
+      namespaces.set(name, keyv)
+    }
+    return keyv
+  }
+
+  let closing: Promise<void> | undefined
+  return {
+    kind,
+    namespace,
+    lock: backend.lock,
+    ping: backend.ping,
+    close: () => (closing ??= backend.close()),
+  }
+}

@@ -1,0 +1,104 @@
+import KeyvPostgres from '@keyv/postgres'
+import pg from 'pg'
+import { POSTGRES_LEASE_TABLE } from './lock.ts'
+import type { StoreLogger } from './store-logger.ts'
+import { STORE_TIMEOUT_MS } from './store-unavailable.ts'
+
+const SWEEP_EVERY_MS = 10 * 60_000
+
+type Query = (sql: string, values?: unknown[]) => Promise<any[]>
+
+/**
+ * @keyv/postgres 2.2.3 with three fixes, each for a behaviour checked in its source:
+ * - it keeps one module-global pool per URI and ends it on any adapter's disconnect(), which would
+ *   break the other namespaces (and any other store in the process): here every adapter runs its
+ *   queries on the store's own small pool, handed over in `opts.run`, and disconnect() leaves it;
+ * - its delete() is SELECT then DELETE, so two concurrent deletes of one key both return true: a
+ *   single DELETE … RETURNING decides instead (the single-use "take" of an OAuth state needs it);
+ * - it creates its table once, at construction, and never again if the server was down then: `run`
+ *   makes sure of the schema before each query until that has once succeeded.
+ */
+class RelayPostgresAdapter extends KeyvPostgres {
+  constructor(table: string, run: Query) {
+    super({ table, run } as ConstructorParameters<typeof KeyvPostgres>[0])
+    // A background failure (the constructor's CREATE TABLE while the server is down) is emitted,
+    // and an EventEmitter with no 'error' listener throws; callers see failures as thrown errors.
+    this.on('error', () => undefined)
+  }
+
+  override async connect() {
+    return (this.opts as { run: Query }).run
+  }
+
+  override async delete(key: string): Promise<boolean> {
+    const rows = await this.query(`DELETE FROM ${this.opts.table} WHERE key = $1 RETURNING key`, [key])
+    return rows.length > 0
+  }
+
+  override async disconnect() {
+    // The pool belongs to the store; RelayStore.close() ends it once for every namespace.
+  }
+}
+
+/**
+ * One pool for every namespace and the lock table, kept small (max 4). Failure handling:
+ * connecting gives up after 1.5 s and each query after STORE_TIMEOUT_MS, so a server that is down
+ * or unreachable fails fast; the pool opens fresh connections on demand, so it recovers by itself.
+ */
+export function createPostgresBackend(url: string, logger: StoreLogger, table = 'relay_kv') {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    connectionTimeoutMillis: 1500,
+    idleTimeoutMillis: 30_000,
+    query_timeout: STORE_TIMEOUT_MS,
+    statement_timeout: STORE_TIMEOUT_MS,
+  })
+  // An idle connection that dies (a server restart) is reported here; the pool has already dropped
+  // it. Without a listener the process would crash.
+  pool.on('error', (error) => logger.warn({ kind: 'postgres', err: error }, 'store connection lost'))
+
+  let schema: Promise<void> | undefined
+  const ensureSchema = () =>
+    (schema ??= pool
+      .query(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value TEXT); ${POSTGRES_LEASE_TABLE}`)
+      .then(
+        () => undefined,
+        (error: { code?: string }) => {
+          // Two replicas creating the table at once: the loser sees unique_violation on pg_type.
+          if (error.code === '23505' || error.code === '42P07') return
+          schema = undefined
+          throw error
+        },
+      ))
+
+  const query: Query = async (sql, values) => {
+    await ensureSchema()
+    return (await pool.query(sql, values)).rows
+  }
+
+  // Keyv keeps expiry inside the serialized value (`…,"expires":<ms>}`) and removes an expired row
+  // only when it is read, so rows nobody reads again (abandoned sign-ins) are swept here.
+  const sweep = () =>
+    query(`DELETE FROM ${table} WHERE substring(value FROM '"expires":([0-9]+)\\}$')::bigint < $1`, [Date.now()]).catch(
+      (error: unknown) => logger.warn({ kind: 'postgres', err: error }, 'expired entries sweep failed'),
+    )
+  let sweeping = sweep()
+  const sweeper = setInterval(() => {
+    sweeping = sweep()
+  }, SWEEP_EVERY_MS)
+  sweeper.unref()
+
+  return {
+    query,
+    createAdapter: () => new RelayPostgresAdapter(table, query),
+    ping: async () => {
+      await pool.query('SELECT 1')
+    },
+    close: async () => {
+      clearInterval(sweeper)
+      await sweeping
+      await pool.end()
+    },
+  }
+}

@@ -1,0 +1,108 @@
+import { EventEmitter } from 'node:events'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import type { KeyvStoreAdapter, StoredData } from 'keyv'
+
+/** How long a write waits for another process's write lock before failing (SQLITE_BUSY). */
+const BUSY_TIMEOUT_MS = 1000
+const KV_TABLE = 'relay_kv'
+
+/**
+ * Opens (creating it and its directory) the SQLite file shared by the Keyv namespaces and the lock
+ * table. WAL lets readers run beside a writer, so several processes can share the file. The busy
+ * wait is synchronous in `node:sqlite`, hence short: it blocks the event loop while it lasts.
+ */
+export function openSqliteDatabase(path: string): DatabaseSync {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS })
+  db.exec('PRAGMA journal_mode = WAL')
+  db.exec('PRAGMA synchronous = NORMAL')
+  db.exec(`CREATE TABLE IF NOT EXISTS ${KV_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER)`)
+  return db
+}
+
+/**
+ * A Keyv storage adapter over the built-in `node:sqlite` (no native build, unlike @keyv/sqlite).
+ * Expiry is kept in a column and compared with `Date.now()` in JavaScript, not SQL time, so one
+ * clock (and a frozen test clock) governs both Keyv and the table. Expired rows are swept now and
+ * then. Several adapters (one per namespace) share one database; `disconnect` leaves it open.
+ */
+export class SqliteStore extends EventEmitter implements KeyvStoreAdapter {
+  // Keyv only uses an adapter's iterator when `opts` names a dialect it knows.
+  readonly opts: { dialect: 'sqlite'; url: string }
+  namespace?: string | undefined
+  readonly #db: DatabaseSync
+  #sweptAt = 0
+
+  constructor(db: DatabaseSync, url = 'sqlite://') {
+    super()
+    this.#db = db
+    this.opts = { dialect: 'sqlite', url }
+  }
+
+  // Values are the strings Keyv serialized; the generic signature is Keyv's adapter contract.
+  async get<Value>(key: string): Promise<StoredData<Value>> {
+    const row = this.#db.prepare(`SELECT value, expires FROM ${KV_TABLE} WHERE key = ?`).get(key)
+    return row === undefined || isExpired(row.expires) ? undefined : (row.value as StoredData<Value>)
+  }
+
+  async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value>>> {
+    return Promise.all(keys.map((key) => this.get<Value>(key)))
+  }
+
+  async set(key: string, value: string, ttl?: number): Promise<boolean> {
+    const now = Date.now()
+    const expires = typeof ttl === 'number' && ttl > 0 ? now + ttl : null
+    this.#db
+      .prepare(`INSERT INTO ${KV_TABLE} (key, value, expires) VALUES (?, ?, ?)
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires`)
+      .run(key, value, expires)
+    if (now - this.#sweptAt > 60_000) {
+      this.#sweptAt = now
+      this.#db.prepare(`DELETE FROM ${KV_TABLE} WHERE expires <= ?`).run(now)
+    }
+    return true
+  }
+
+  // One DELETE decides: of two concurrent deletes of a key, only one sees a row (a single-use "take").
+  async delete(key: string): Promise<boolean> {
+    const row = this.#db.prepare(`DELETE FROM ${KV_TABLE} WHERE key = ? RETURNING expires`).get(key)
+    return row !== undefined && !isExpired(row.expires)
+  }
+
+  async deleteMany(keys: string[]): Promise<boolean> {
+    const results = await Promise.all(keys.map((key) => this.delete(key)))
+    return results.some(Boolean)
+  }
+
+  async has(key: string): Promise<boolean> {
+    return (await this.get(key)) !== undefined
+  }
+
+  async clear(): Promise<void> {
+    this.#db.prepare(`DELETE FROM ${KV_TABLE} WHERE key LIKE ? ESCAPE '\\'`).run(`${likePrefix(this.namespace)}%`)
+  }
+
+  async *iterator(namespace?: string): AsyncGenerator<[string, string], void> {
+    const rows = this.#db
+      .prepare(`SELECT key, value, expires FROM ${KV_TABLE} WHERE key LIKE ? ESCAPE '\\' ORDER BY key`)
+      .all(`${likePrefix(namespace)}%`)
+    for (const row of rows) {
+      if (!isExpired(row.expires)) yield [row.key as string, row.value as string]
+    }
+  }
+
+  async disconnect(): Promise<void> {
+    // The database belongs to whoever opened it (openStore closes it once, for every namespace).
+  }
+}
+
+function isExpired(expires: unknown): boolean {
+  return typeof expires === 'number' && expires <= Date.now()
+}
+
+// Keyv stores `${namespace}:${key}`; LIKE needs the namespace's own % and _ escaped.
+function likePrefix(namespace: string | undefined): string {
+  return namespace ? `${namespace.replace(/[\\%_]/g, '\\$&')}:` : ''
+}

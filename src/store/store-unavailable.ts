@@ -1,0 +1,58 @@
+import { isRelayError, RelayError } from '../errors.ts'
+
+export type StoreKind = 'memory' | 'sqlite' | 'redis' | 'postgres'
+
+/**
+ * The longest any store call may take before its caller gets STORE_UNAVAILABLE. A backend that is
+ * down must answer a 503 quickly, not hold a request until Dify's own 60 s tool timeout.
+ */
+export const STORE_TIMEOUT_MS = 2000
+
+/** The one error callers see for a backend failure. Never carries the URL (it may hold a password). */
+export function storeUnavailable(kind: StoreKind, cause: unknown): RelayError {
+  return new RelayError('STORE_UNAVAILABLE', `The store (${kind}) did not answer`, { cause })
+}
+
+/**
+ * Runs one backend call, bounded by `timeoutMs`. Outcomes: its result; or RelayError
+ * STORE_UNAVAILABLE if it threw or did not settle in time (the call itself is left to finish or
+ * fail on its own: nothing can cancel a query already sent).
+ */
+export async function callStore<T>(kind: StoreKind, call: () => T | Promise<T>, timeoutMs = STORE_TIMEOUT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const work = (async () => call())()
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([work, deadline])
+  } catch (error) {
+    throw isRelayError(error, 'STORE_UNAVAILABLE') ? error : storeUnavailable(kind, error)
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const DATA_CALLS = new Set(['get', 'getMany', 'set', 'setMany', 'delete', 'deleteMany', 'clear', 'has', 'hasMany'])
+
+/**
+ * Wraps a Keyv storage adapter so every data call is bounded and fails as STORE_UNAVAILABLE.
+ * Wrapping the adapter rather than the Keyv instance keeps Keyv's own errors (a value it cannot
+ * serialize) what they are. Everything else (namespace, opts, events, iterator) passes through,
+ * bound to the adapter itself.
+ */
+export function guardAdapter<A extends object>(adapter: A, kind: StoreKind): A {
+  return new Proxy(adapter, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target)
+      if (typeof value !== 'function') return value
+      if (typeof property === 'string' && DATA_CALLS.has(property)) {
+        return (...args: unknown[]) => callStore(kind, () => value.apply(target, args))
+      }
+      return value.bind(target)
+    },
+    set(target, property, value) {
+      return Reflect.set(target, property, value)
+    },
+  })
+}

@@ -1,0 +1,161 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { isRelayError } from '../../src/errors.ts'
+import { LockWaitTimeoutError, withLock, type StoreLock } from '../../src/store/lock.ts'
+import { openStore, type RelayStore } from '../../src/store/open-store.ts'
+import { BACKENDS, cleanUp, removeSqliteDirs, uniquePrefix } from './backends.ts'
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms))
+
+afterAll(removeSqliteDirs)
+
+describe.each(BACKENDS)('$kind lock', ({ kind, url }) => {
+  const opened: Array<{ store: RelayStore; prefix: string }> = []
+  let lock: StoreLock
+  let storeUrl: string
+  let prefix: string
+
+  /** A store on the shared backend; a second call is a second replica on the same data. */
+  async function openReplica(): Promise<RelayStore> {
+    const store = await openStore(storeUrl, { keyPrefix: prefix })
+    opened.push({ store, prefix })
+    return store
+  }
+
+  async function setUp(): Promise<void> {
+    storeUrl = url()
+    prefix = uniquePrefix()
+    lock = (await openReplica()).lock
+  }
+
+  afterEach(async () => {
+    for (const { store, prefix } of opened.splice(0)) await cleanUp(store, prefix)
+  })
+
+  it('gives a lease to one owner at a time; only the owner renews or releases it', async () => {
+    await setUp()
+    const owner = await lock.acquire('refresh', 5000)
+    expect(owner).toBeTypeOf('string')
+    expect(await lock.acquire('refresh', 5000)).toBeUndefined()
+    expect(await lock.acquire('other-key', 5000)).toBeTypeOf('string')
+
+    expect(await lock.renew('refresh', 'not-the-owner', 5000)).toBe(false)
+    await lock.release('refresh', 'not-the-owner')
+    expect(await lock.acquire('refresh', 5000)).toBeUndefined()
+
+    expect(await lock.renew('refresh', owner!, 5000)).toBe(true)
+    await lock.release('refresh', owner!)
+    expect(await lock.acquire('refresh', 5000)).toBeTypeOf('string')
+  })
+
+  it('lets an expired lease be taken over, and the old owner can then neither renew nor release it', async () => {
+    await setUp()
+    const dead = await lock.acquire('refresh', 150)
+    await sleep(250)
+    const next = await lock.acquire('refresh', 5000)
+    expect(next).toBeTypeOf('string')
+    expect(next).not.toBe(dead)
+    expect(await lock.renew('refresh', dead!, 5000)).toBe(false)
+    await lock.release('refresh', dead!)
+    expect(await lock.acquire('refresh', 5000)).toBeUndefined()
+  })
+
+  it('does not let a renewed lease be taken over', async () => {
+    await setUp()
+    const owner = await lock.acquire('refresh', 300)
+    await sleep(200)
+    expect(await lock.renew('refresh', owner!, 300)).toBe(true)
+    await sleep(200) // past the first expiry, within the renewed one
+    expect(await lock.acquire('refresh', 300)).toBeUndefined()
+  })
+
+  it('never runs two withLock bodies on one key at once, across replicas', async () => {
+    await setUp()
+    const locks = kind === 'memory' ? [lock] : [lock, (await openReplica()).lock]
+    let active = 0
+    let most = 0
+    const ran: number[] = []
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        withLock(
+          locks[i % locks.length]!,
+          'refresh',
+          async () => {
+            active++
+            most = Math.max(most, active)
+            await sleep(20)
+            ran.push(i)
+            active--
+          },
+          { ttlMs: 2000, waitMs: 10_000, pollMs: 10 },
+        ),
+      ),
+    )
+    expect(most).toBe(1)
+    expect(ran.sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+  })
+
+  it('renews the lease while the body runs longer than the ttl, then releases it', async () => {
+    await setUp()
+    let stolen: string | undefined
+    let signal: AbortSignal | undefined
+    const result = await withLock(
+      lock,
+      'refresh',
+      async (s) => {
+        signal = s
+        for (let i = 0; i < 8; i++) {
+          await sleep(100)
+          stolen ??= await lock.acquire('refresh', 300)
+        }
+        return 'refreshed'
+      },
+      { ttlMs: 300, waitMs: 1000 },
+    )
+    expect(result).toBe('refreshed')
+    expect(stolen).toBeUndefined()
+    expect(signal?.aborted).toBe(false)
+    expect(await lock.acquire('refresh', 300)).toBeTypeOf('string') // released after
+  })
+
+  it('takes over from a holder that died without releasing, after its ttl', async () => {
+    await setUp()
+    await lock.acquire('refresh', 200) // never released
+    const started = Date.now()
+    expect(await withLock(lock, 'refresh', async () => 'mine', { ttlMs: 1000, waitMs: 3000, pollMs: 20 })).toBe('mine')
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150)
+  })
+
+  it('gives up with LockWaitTimeoutError when the lock stays held for waitMs', async () => {
+    await setUp()
+    await lock.acquire('refresh', 5000)
+    const started = Date.now()
+    const error = await withLock(lock, 'refresh', async () => 'never', { ttlMs: 1000, waitMs: 200 }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(LockWaitTimeoutError)
+    expect(isRelayError(error, 'STORE_UNAVAILABLE')).toBe(false)
+    expect((error as Error).message).toMatch(/waiting for a lock/)
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+
+  it('releases the lease when the body throws, and passes the error on', async () => {
+    await setUp()
+    const failure = new Error('token endpoint said 503')
+    await expect(withLock(lock, 'refresh', async () => Promise.reject(failure), { ttlMs: 5000, waitMs: 100 })).rejects.toBe(failure)
+    expect(await lock.acquire('refresh', 5000)).toBeTypeOf('string')
+  })
+
+  it('aborts the body\'s signal when a renewal finds the lease lost', async () => {
+    await setUp()
+    // Only the failure is faked: this lock's renewals report the lease gone (an outage longer than the ttl).
+    const losing: StoreLock = { ...lock, renew: async () => false }
+    const seen = await withLock(
+      losing,
+      'refresh',
+      async (signal) => {
+        await sleep(200)
+        return signal.aborted
+      },
+      { ttlMs: 150, waitMs: 100 },
+    )
+    expect(seen).toBe(true)
+  })
+})
