@@ -8,6 +8,7 @@ import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '.
 import { forgetClientRegistration } from '../oauth/registration.ts'
 import { refreshUpstreamToken, TransientRefreshError } from '../oauth/refresh.ts'
 import { storeKey } from '../store/keys.ts'
+import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { ownerOf, poolKey, redirectUriFor, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
 import { createLoginLink, mergeScopes, resolveServerAuth } from './sign-in-link.ts'
@@ -135,7 +136,8 @@ async function refresh(
     await deps.pool.drop(poolKey(owner))
     return needAuth(deps, owner, server, {})
   } catch (error) {
-    if (error instanceof TransientRefreshError) {
+    // A refresh lock that stayed held past the wait (another replica stuck) is as transient as a 5xx.
+    if (error instanceof TransientRefreshError || error instanceof LockWaitTimeoutError) {
       return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${error.message}. Your sign-in is kept; try again shortly.` }
     }
     throw error
