@@ -1,0 +1,76 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { Registry } from 'prom-client'
+import type { RelayConfig } from './config/load-config.ts'
+import type { RelayService } from './relay/types.ts'
+import { BODY_LIMIT_BYTES, handleFrameworkError, registerErrorHandling } from './http/error-handler.ts'
+import { createIdentity } from './http/identity.ts'
+import { generateRequestId, loggerOptions } from './http/logging.ts'
+import { registerHttpMetrics } from './http/metrics.ts'
+import { createOpenApiDocument } from './http/openapi.ts'
+import { healthRoutes } from './http/routes/health.ts'
+import { openApiRoute } from './http/routes/openapi.ts'
+import { resetRoute } from './http/routes/reset.ts'
+import { signInRoutes } from './http/routes/sign-in.ts'
+import { toolRoutes } from './http/routes/tools.ts'
+
+export interface AppDeps {
+  config: RelayConfig
+  relay: RelayService
+  /** Fastify logger options (redaction and serializers are added to them); default `{ level: config.logLevel }`; false for none. */
+  logger?: FastifyServerOptions['logger'] | false
+  /**
+   * A logger to use instead of `logger` (main.ts shares one with the relay). Build it from
+   * `loggerOptions()` in http/logging.ts: the redaction and serializers live there.
+   */
+  loggerInstance?: FastifyBaseLogger
+  /** Where the HTTP metrics go and what GET /metrics serves; default a registry of this app's own. */
+  metrics?: Registry
+  /** Per-IP limit on /oauth/start and /oauth/callback; default 30 a minute. */
+  rateLimit?: { max: number; timeWindowMs: number }
+  /** Fastify's `trustProxy`, so `request.ip` (and the rate limit) sees the browser behind a proxy; default false. */
+  trustProxy?: FastifyServerOptions['trustProxy']
+  /** Milliseconds since the epoch; for signed user ids. Default Date.now. */
+  now?: () => number
+}
+
+/** The relay's HTTP face (DESIGN.md §4). Closing the app closes the relay. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, relay } = deps
+
+  const app = Fastify({
+    ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: loggerOptions(deps.logger, config.logLevel) }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Room for a login ticket; longer path parameters are refused before routing.
+    routerOptions: { maxParamLength: 256 },
+    // Every log line of a request carries its id under Fastify's default label, `reqId`.
+    genReqId: generateRequestId,
+    return503OnClosing: true,
+    frameworkErrors: handleFrameworkError,
+    trustProxy: deps.trustProxy ?? false,
+  })
+
+  // Bodies are JSON only: a text/plain body is refused with a clear message rather than parsed as a string.
+  app.removeContentTypeParser('text/plain')
+  registerErrorHandling(app)
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  app.addHook('onClose', async () => {
+    await relay.close()
+  })
+  registerHttpMetrics(app, deps.metrics ?? new Registry())
+
+  const identity = createIdentity({ apiKeys: config.apiKeys, userSecret: config.userSecret, now: deps.now ?? Date.now })
+
+  await app.register(toolRoutes, { relay, identity })
+  await app.register(resetRoute, { relay, identity })
+  await app.register(signInRoutes, {
+    relay,
+    publicBaseUrl: config.publicBaseUrl,
+    rateLimit: deps.rateLimit ?? { max: 30, timeWindowMs: 60_000 },
+  })
+  await app.register(healthRoutes, { relay })
+  await app.register(openApiRoute, { document: createOpenApiDocument(config.publicBaseUrl) })
+
+  return app
+}

@@ -1,0 +1,86 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { RelayError, type RelayErrorCode } from '../errors.ts'
+import { sendPage } from './pages/html-page.ts'
+import { errorPage, isBrowserPath } from './pages/sign-in-pages.ts'
+
+/** The only map from the relay's error codes to HTTP statuses (DESIGN.md §4). */
+export const STATUS: Record<RelayErrorCode, number> = {
+  INVALID_INPUT: 400,
+  UNAUTHORIZED: 401,
+  UNKNOWN_SERVER: 400,
+  NOT_FOUND: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  STORE_UNAVAILABLE: 503,
+  INTERNAL: 500,
+}
+
+export const BODY_LIMIT_BYTES = 1024 * 1024
+
+const NOT_A_JSON_BODY = 'the body must be a JSON object sent with Content-Type: application/json'
+
+/** Fastify's own request errors, by code, in our words. */
+const FASTIFY_ERRORS: Readonly<Record<string, [RelayErrorCode, string]>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: ['PAYLOAD_TOO_LARGE', 'the body must be at most 1 MiB'],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['INVALID_INPUT', NOT_A_JSON_BODY],
+  FST_ERR_CTP_EMPTY_JSON_BODY: ['INVALID_INPUT', 'the body must be a JSON object; it was empty'],
+  FST_ERR_CTP_INVALID_JSON_BODY: ['INVALID_INPUT', 'the body must be a JSON object; it is not valid JSON'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['INVALID_INPUT', 'the body does not match its Content-Length'],
+  FST_ERR_BAD_URL: ['INVALID_INPUT', 'the URL is not valid'],
+  FST_ERR_MAX_PARAM_LENGTH: ['NOT_FOUND', 'there is no such page'],
+}
+
+/** Any 4xx a library raised that is not listed above. */
+function codeForClientStatus(status: number): RelayErrorCode {
+  if (status === 404) return 'NOT_FOUND'
+  if (status === 413) return 'PAYLOAD_TOO_LARGE'
+  if (status === 429) return 'RATE_LIMITED'
+  return 'INVALID_INPUT'
+}
+
+/**
+ * Turns whatever was thrown into a RelayError fit to show the caller: RelayErrors as they are
+ * (their messages are written for callers), Fastify's request errors in our words, and anything
+ * else as INTERNAL with a generic message (the original stays in `cause` for the log).
+ */
+export function toRelayError(error: unknown, requestId: string): RelayError {
+  if (error instanceof RelayError) return error
+  const { code, statusCode } = (error ?? {}) as Partial<FastifyError>
+  const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
+  if (known) return new RelayError(known[0], known[1], { cause: error })
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return new RelayError(codeForClientStatus(statusCode), 'the request is not valid', { cause: error })
+  }
+  return new RelayError('INTERNAL', `the relay failed unexpectedly; its operator can look up request id ${requestId} in the logs`, {
+    cause: error,
+  })
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
+  const error = toRelayError(thrown, String(request.id))
+  const status = STATUS[error.code]
+  if (status >= 500) {
+    request.log.error({ err: thrown, errorCode: error.code }, 'request failed')
+  } else {
+    request.log.info({ errorCode: error.code, reason: error.message }, 'request rejected')
+  }
+  // RFC 9110 §15.5.2: a 401 carries a challenge.
+  if (status === 401) reply.header('www-authenticate', 'Bearer')
+  if (isBrowserPath(request.url)) return sendPage(reply, status, errorPage(error))
+  return reply
+    .code(status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send({ error: { code: error.code, message: error.message } })
+}
+
+/** Errors Fastify meets before routing (bad URL, over-long parameter): same answers as the rest. */
+export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  sendError(request, reply, error)
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error, request, reply) => sendError(request, reply, error))
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new RelayError('NOT_FOUND', 'there is no such route; the API is described at /openapi.json')),
+  )
+}

@@ -1,0 +1,150 @@
+import { z } from 'zod'
+import packageJson from '../../package.json' with { type: 'json' }
+import { TOOL_OPERATIONS } from './schemas.ts'
+
+/**
+ * The OpenAPI document Dify imports as a Custom Tool. Dify's importer (api/core/tools/utils/parser.py)
+ * makes one tool per operation, named by operationId, described by `description`, with one
+ * parameter per top-level body property, typed only string/number/boolean, and calls
+ * `servers[0].url` + path. So: three POST operations, flat bodies, no $ref.
+ */
+
+type OperationId = (typeof TOOL_OPERATIONS)[number]['operationId']
+
+const loginUrl = z.string().meta({ description: 'Show it to the user as a link to sign in; then wait for them.' })
+const serverError = z.object({ server_id: z.string(), error: z.string() })
+
+const RESPONSES: Record<OperationId, z.ZodType> = {
+  mcp_auth_status: z.object({
+    all_authorized: z.boolean(),
+    authorized_server_ids: z.array(z.string()),
+    need_auth_server_ids: z.array(z.string()),
+    servers: z.array(
+      z.object({
+        server_id: z.string(),
+        description: z.string(),
+        status: z.enum(['authorized', 'need_auth', 'no_auth_required', 'error']),
+        login_url: loginUrl.optional(),
+        message: z.string(),
+      }),
+    ),
+    errors: z.array(serverError),
+    usage: z.string(),
+  }),
+  mcp_tool_list: z.object({
+    tools: z.array(
+      z.object({
+        tool_ref: z.string(),
+        name: z.string(),
+        description: z.string(),
+        inputSchema: z.record(z.string(), z.unknown()),
+        server_id: z.string(),
+        server_description: z.string(),
+      }),
+    ),
+    auth_required: z.array(z.object({ server_id: z.string(), status: z.literal('need_auth'), login_url: loginUrl, message: z.string() })),
+    errors: z.array(serverError),
+    servers: z.array(z.object({ server_id: z.string(), source: z.enum(['cache', 'upstream']), tool_count: z.number().int() })),
+    usage: z.string(),
+  }),
+  mcp_tool_call: z.object({
+    ok: z.boolean(),
+    tool_ref: z.string().optional(),
+    result: z
+      .object({ content: z.array(z.unknown()), structuredContent: z.unknown().optional(), isError: z.boolean() })
+      .optional(),
+    error_code: z.enum(['NOT_AUTHORIZED', 'UPSTREAM_ERROR', 'TIMEOUT', 'UNKNOWN_TOOL']).optional(),
+    status: z.literal('need_auth').optional(),
+    server_id: z.string().optional(),
+    login_url: loginUrl.optional(),
+    message: z.string().optional(),
+  }),
+}
+
+/** What each tool is for, written for the model that decides when to call it. */
+export const OPERATION_TEXT: Record<OperationId, { summary: string; description: string }> = {
+  mcp_auth_status: {
+    summary: 'Check which MCP servers the user is signed in to',
+    description:
+      'Check whether the current user is signed in to the connected MCP servers. Call it before using MCP tools, and again after the user says they have signed in. ' +
+      'Returns all_authorized and, per server, a status: authorized, no_auth_required, need_auth (with a login_url) or error (with a message). ' +
+      'For each login_url: show it to the user as a clickable link, ask them to sign in in their browser, and wait for them to say they are done; never open it yourself or change it. ' +
+      'Set force_reauth to true only when the user asks to sign in again or to switch accounts.',
+  },
+  mcp_tool_list: {
+    summary: 'List the MCP tools the user can call',
+    description:
+      'List the tools available to the current user on the connected MCP servers. Call it before mcp_tool_call to learn each tool\'s tool_ref and inputSchema. ' +
+      'Returns tools[] (tool_ref, name, description, inputSchema, server_id), auth_required[] (servers that need sign-in, each with a login_url) and errors[]. ' +
+      'For each login_url: show it to the user as a clickable link, wait for them to sign in, then call this again.',
+  },
+  mcp_tool_call: {
+    summary: 'Call one MCP tool for the user',
+    description:
+      'Call one MCP tool for the current user. tool_ref is the exact tool_ref from mcp_tool_list; input is a JSON object string that matches that tool\'s inputSchema. ' +
+      'Returns ok: true with the tool\'s result (content, structuredContent, isError), or ok: false with an error_code. ' +
+      'NOT_AUTHORIZED comes with a login_url: show it to the user as a clickable link, wait for them to sign in, then call again with the same arguments. ' +
+      'UNKNOWN_TOOL: call mcp_tool_list again and use a tool_ref from it. UPSTREAM_ERROR or TIMEOUT: tell the user what failed; retry at most once.',
+  },
+}
+
+/** The body schema as Dify must see it: flat properties, `required`, no `additionalProperties` (unknown fields are ignored, not refused). */
+function flatBodySchema(body: z.ZodType): Record<string, unknown> {
+  const { additionalProperties: _ignored, ...schema } = z.toJSONSchema(body, { target: 'openapi-3.0' }) as Record<string, unknown>
+  return schema
+}
+
+function responseSchema(schema: z.ZodType): Record<string, unknown> {
+  return z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input' }) as Record<string, unknown>
+}
+
+const ERROR_RESPONSE = {
+  description: 'The request is wrong (400, 401, 413) or the relay cannot serve it (500, 503)',
+  content: {
+    'application/json': {
+      schema: responseSchema(z.object({ error: z.object({ code: z.string(), message: z.string() }) })),
+    },
+  },
+}
+
+// Everything but the server URL is fixed: build it once at module load.
+const PATHS = Object.fromEntries(
+  TOOL_OPERATIONS.map((operation) => [
+    operation.path,
+    {
+      post: {
+        operationId: operation.operationId,
+        ...OPERATION_TEXT[operation.operationId],
+        security: [{ bearerAuth: [] }],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: flatBodySchema(operation.body) } },
+        },
+        responses: {
+          '200': {
+            description: 'The answer, including outcomes such as "sign-in needed" (see the description)',
+            content: { 'application/json': { schema: responseSchema(RESPONSES[operation.operationId]) } },
+          },
+          default: ERROR_RESPONSE,
+        },
+      },
+    },
+  ]),
+)
+
+export function createOpenApiDocument(publicBaseUrl: string): Readonly<Record<string, unknown>> {
+  return Object.freeze({
+    openapi: '3.0.3',
+    info: {
+      title: 'MCP Auth Relay',
+      version: packageJson.version,
+      description:
+        'Use tools on OAuth-protected MCP servers, with a separate sign-in for every user. Check sign-in with mcp_auth_status, find tools with mcp_tool_list, call them with mcp_tool_call.',
+    },
+    servers: [{ url: publicBaseUrl }],
+    paths: PATHS,
+    components: {
+      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'One of RELAY_API_KEYS' } },
+    },
+  })
+}
