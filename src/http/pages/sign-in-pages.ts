@@ -2,7 +2,6 @@ import type { RelayError, RelayErrorCode } from '../../errors.ts'
 import type { Page } from './html-page.ts'
 
 const CLOSE_HINT = 'You can close this window and go back to the chat.'
-const RETRY_HINT = 'Go back to the chat and ask for a new sign-in link.'
 
 /** The browser-facing routes: their errors are HTML pages, not JSON, and their URLs are logged without query or ticket. */
 export function isBrowserPath(url: string): boolean {
@@ -14,7 +13,7 @@ export function connectedPage(name: string): Page {
 }
 
 export function signInFailedPage(message: string): Page {
-  return { tone: 'failure', title: 'Sign-in did not complete', paragraphs: [message, RETRY_HINT] }
+  return { tone: 'failure', title: 'Sign-in did not complete', paragraphs: [message, CLOSE_HINT] }
 }
 
 const ERROR_TITLES: Partial<Record<RelayErrorCode, string>> = {
@@ -25,6 +24,6 @@ const ERROR_TITLES: Partial<Record<RelayErrorCode, string>> = {
 
 /** A request error on a browser route; the message is a RelayError's (written to be shown) or a generic one. */
 export function errorPage(error: RelayError): Page {
-  const hint = error.code === 'RATE_LIMITED' || error.code === 'STORE_UNAVAILABLE' ? 'Wait a minute, then try again.' : RETRY_HINT
+  const hint = error.code === 'RATE_LIMITED' || error.code === 'STORE_UNAVAILABLE' ? 'Wait a minute, then try again.' : CLOSE_HINT
   return { tone: 'failure', title: ERROR_TITLES[error.code] ?? 'Something went wrong', paragraphs: [error.message, hint] }
 }
