@@ -31,11 +31,27 @@ export function createClientConfiguration(
 function clientAuthentication(client: ClientRegistration): oidc.ClientAuth {
   switch (client.authMethod) {
     case 'client_secret_basic':
-      return oidc.ClientSecretBasic(client.clientSecret)
+      return clientSecretBasic(client.clientSecret)
     case 'client_secret_post':
       return oidc.ClientSecretPost(client.clientSecret)
     case 'none':
       return oidc.None()
+  }
+}
+
+/**
+ * RFC 6749 §2.3.1 `client_secret_basic`: the id and secret are form-encoded before Base64. This
+ * encodes them with encodeURIComponent, which leaves the unreserved `-`, `_`, `.`, `~` (and
+ * `!*'()`) as they are: openid-client's own ClientSecretBasic escapes those too, so a server
+ * that does not decode the credentials (the MCP conformance suite's "pre-registration"
+ * authorization server, and every server the SDK's unencoded Basic header works with) sees
+ * `pre%2Dregistered%2Dclient`. A server that does decode them gets the same value either way.
+ */
+function clientSecretBasic(clientSecret: string | undefined): oidc.ClientAuth {
+  if (typeof clientSecret !== 'string') throw new TypeError('client_secret_basic needs a client secret')
+  return (_as, client, _body, headers) => {
+    const credentials = `${encodeURIComponent(client.client_id)}:${encodeURIComponent(clientSecret)}`
+    headers.set('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
   }
 }
 

@@ -89,8 +89,11 @@ export async function discoverServerAuth(
   }
 
   if (metadata) {
-    // RFC 8414 §3.3: the issuer must be the URL the metadata was looked up for.
-    if (trimSlash(metadata.issuer) !== trimSlash(authorizationServer)) {
+    // RFC 8414 §3.3: the issuer must be the URL the metadata was looked up for. A 2025-03-26
+    // server has no issuer to compare: MCP 2025-03-26 Authorization, "Server Metadata Discovery",
+    // reads the metadata at the MCP server's origin (the "authorization base URL"), and the issuer
+    // it names there (often with a path) is the one RFC 9207 `iss` is then checked against.
+    if (resourceMetadata && trimSlash(metadata.issuer) !== trimSlash(authorizationServer)) {
       throw new DiscoveryError(
         `authorization server metadata has issuer ${metadata.issuer}, expected ${authorizationServer}; sign-in refused`,
       )
