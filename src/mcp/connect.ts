@@ -6,6 +6,9 @@ import type { FetchLike } from './upstream-fetch.ts'
 
 export const RELAY_CLIENT_INFO = { name: 'mcp-auth-relay', version: '1.0.0' } as const
 
+/** How long ending a session may take before the transport is closed anyway. */
+const TERMINATE_TIMEOUT_MS = 2000
+
 /**
  * Connects an SDK Client to an MCP server: Streamable HTTP first; when the server refuses it
  * with a 4xx that is not about auth, the legacy HTTP+SSE transport, as the SDK documents for
@@ -39,4 +42,35 @@ function newClient(options: { onToolsChanged: () => void }): Client {
   // MCP "Tools / List Changed Notification": the cached list for this server is stale.
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => options.onToolsChanged())
   return client
+}
+
+/**
+ * Ends a pooled session. MCP Streamable HTTP, "Session Management": a client that no longer needs
+ * a session SHOULD send DELETE, or the server keeps it (and its state) until its own expiry;
+ * closing the transport alone only aborts the GET stream. `terminate: false` for a session the
+ * server already forgot. The DELETE is bounded: a server that does not answer does not hold up
+ * eviction or shutdown (closing the transport aborts it).
+ */
+export async function closeUpstream(client: Client, options: { terminate: boolean }): Promise<void> {
+  const transport = client.transport
+  try {
+    if (options.terminate && transport instanceof StreamableHTTPClientTransport) {
+      await withDeadline(transport.terminateSession(), TERMINATE_TIMEOUT_MS)
+    }
+  } finally {
+    await client.close()
+  }
+}
+
+/** MCP Streamable HTTP, "Session Management": HTTP 404 to a request with a session id means the server forgot the session. */
+export function isSessionLost(error: unknown): boolean {
+  return error instanceof StreamableHTTPError && error.code === 404
+}
+
+/** Settles as `work` does, or resolves after `ms`, whichever comes first. */
+function withDeadline(work: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms)
+    work.then(resolve, reject).finally(() => clearTimeout(timer))
+  })
 }

@@ -1,4 +1,5 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { closeUpstream, isSessionLost } from './connect.ts'
 
 /** How to open a session for a key; `accessToken` reads the entry's current token at each request. */
 export type OpenSession = (accessToken: () => string | undefined, onClose: () => void) => Promise<Client>
@@ -9,6 +10,9 @@ interface Entry {
   accessToken: string | undefined
   lastUsed: number
   busy: number
+  /** Set when the entry leaves the pool; the session closes once no call is using it. */
+  retired: { reason: string; terminate: boolean } | undefined
+  closing: Promise<void> | undefined
 }
 
 export interface McpPool {
@@ -17,7 +21,10 @@ export interface McpPool {
    * none; concurrent calls share one session. `accessToken` becomes the session's token from now on.
    */
   use<T>(key: string, accessToken: string | undefined, open: OpenSession, fn: (client: Client) => Promise<T>): Promise<T>
-  /** Closes and forgets the session for `key` (after a lost session, a new token, a reset). */
+  /**
+   * Forgets the session for `key` (a new token, a reset) and ends it upstream; a call still in
+   * flight on it finishes first.
+   */
   drop(key: string): Promise<void>
   size(): number
   close(): Promise<void>
@@ -25,7 +32,9 @@ export interface McpPool {
 
 /**
  * A bounded pool of connected SDK Clients: least-recently-used eviction beyond `maxSessions`,
- * idle expiry after `idleMs`, transports closed on eviction and at shutdown.
+ * idle expiry after `idleMs`, sessions ended upstream on eviction and at shutdown. A call that
+ * finds its session lost (HTTP 404) retires that session only, so callers that retry share
+ * one new session.
  */
 export function createMcpPool(deps: {
   maxSessions: number
@@ -39,26 +48,40 @@ export function createMcpPool(deps: {
   const sweep = setInterval(() => {
     const cutoff = deps.now() - deps.idleMs
     for (const entry of entries.values()) {
-      if (entry.busy === 0 && entry.lastUsed < cutoff) void closeEntry(entry, 'idle')
+      if (entry.busy === 0 && entry.lastUsed < cutoff) void retire(entry, 'idle', true)
     }
   }, Math.max(1000, Math.min(deps.idleMs / 2, 60_000)))
   sweep.unref()
 
-  async function closeEntry(entry: Entry, reason: string): Promise<void> {
+  /**
+   * Takes the entry out of the pool (only this entry: the key may already hold a newer session)
+   * and closes it now, or when its last call ends. Closing it under a call in flight would fail
+   * that call with "connection closed".
+   */
+  function retire(entry: Entry, reason: string, terminate: boolean): Promise<void> {
     if (entries.get(entry.key) === entry) entries.delete(entry.key)
-    try {
-      const client = await entry.client
-      await client.close()
-    } catch (error) {
-      // A session that never opened, or whose transport is already gone, has nothing left to close.
-      deps.logger.debug({ err: error, reason }, 'pooled session closed with an error')
-    }
+    entry.retired ??= { reason, terminate }
+    return entry.busy === 0 ? closeEntry(entry) : Promise.resolve()
   }
 
-  function evictBeyondLimit(): void {
+  function closeEntry(entry: Entry): Promise<void> {
+    const { reason, terminate } = entry.retired!
+    entry.closing ??= (async () => {
+      try {
+        await closeUpstream(await entry.client, { terminate })
+      } catch (error) {
+        // A session that never opened, or that the server already ended, has nothing left to close.
+        deps.logger.debug({ err: error, reason }, 'pooled session closed with an error')
+      }
+    })()
+    return entry.closing
+  }
+
+  function evictBeyondLimit(keep?: Entry): void {
     for (const entry of entries.values()) {
       if (entries.size <= deps.maxSessions) return
-      if (entry.busy === 0) void closeEntry(entry, 'evicted')
+      // Busy sessions stay (they are trimmed when their calls end), and so does the one just opened.
+      if (entry.busy === 0 && entry !== keep) void retire(entry, 'evicted', true)
     }
   }
 
@@ -74,6 +97,8 @@ export function createMcpPool(deps: {
           accessToken,
           lastUsed: deps.now(),
           busy: 0,
+          retired: undefined,
+          closing: undefined,
           client: Promise.resolve().then(() =>
             open(
               () => created.accessToken,
@@ -89,26 +114,38 @@ export function createMcpPool(deps: {
           // The caller below sees the same rejection; a session that failed to open is not kept.
           if (entries.get(key) === created) entries.delete(key)
         })
-        evictBeyondLimit()
+        evictBeyondLimit(created)
       }
       entry.accessToken = accessToken
       entry.lastUsed = deps.now()
       entry.busy++
+      const current = entry
       try {
-        return await fn(await entry.client)
+        return await fn(await current.client)
+      } catch (error) {
+        if (isSessionLost(error)) void retire(current, 'lost', false)
+        throw error
       } finally {
-        entry.busy--
-        entry.lastUsed = deps.now()
+        current.busy--
+        current.lastUsed = deps.now()
+        if (current.busy === 0 && current.retired) void closeEntry(current)
+        else if (entries.size > deps.maxSessions) evictBeyondLimit()
       }
     },
     async drop(key) {
       const entry = entries.get(key)
-      if (entry) await closeEntry(entry, 'dropped')
+      if (entry) await retire(entry, 'dropped', true)
     },
     size: () => entries.size,
     async close() {
       clearInterval(sweep)
-      await Promise.all([...entries.values()].map((entry) => closeEntry(entry, 'shutdown')))
+      await Promise.all(
+        [...entries.values()].map((entry) => {
+          entries.delete(entry.key)
+          entry.retired ??= { reason: 'shutdown', terminate: true }
+          return closeEntry(entry)
+        }),
+      )
     },
   }
 }

@@ -1,9 +1,8 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerConfig } from '../config/load-config.ts'
 import { isRelayError } from '../errors.ts'
-import { connectUpstream } from '../mcp/connect.ts'
+import { connectUpstream, isSessionLost } from '../mcp/connect.ts'
 import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
 import { forgetClientRegistration } from '../oauth/registration.ts'
 import { refreshUpstreamToken, TransientRefreshError } from '../oauth/refresh.ts'
@@ -79,10 +78,11 @@ export async function withUpstream<T>(
         return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} refused the request (HTTP 403).` }
       }
       if (isRelayError(error)) throw error
-      if (!sessionLost && isLostSession(error)) {
-        // MCP "Session Management": a 404 for a session id means the server forgot the session.
+      if (!sessionLost && isSessionLost(error)) {
+        // MCP "Session Management": the server forgot the session. The pool has retired that
+        // session (and only it: dropping by key here would also close the new session a
+        // concurrent caller just opened), so the retry opens or joins a new one.
         sessionLost = true
-        await deps.pool.drop(poolKey(owner))
         continue
       }
       return upstreamFailure(server, error)
@@ -230,10 +230,6 @@ function openSession(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, t
 async function markOpen(deps: RelayDeps, server: ServerConfig): Promise<void> {
   const known = await deps.discovery.get(server)
   if (!known) await deps.discovery.set(server, { kind: 'open' })
-}
-
-function isLostSession(error: unknown): boolean {
-  return error instanceof StreamableHTTPError && error.code === 404
 }
 
 function upstreamFailure(server: ServerConfig, error: unknown): Exclude<Access<never>, { kind: 'ok' | 'need-auth' }> {
