@@ -2,7 +2,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
-import type { FetchLike } from './upstream-fetch.ts'
+import { UpstreamAuthError, type FetchLike } from './upstream-fetch.ts'
 
 export const RELAY_CLIENT_INFO = { name: 'mcp-auth-relay', version: '1.0.0' } as const
 
@@ -32,7 +32,25 @@ export async function connectUpstream(options: {
     if (!(error instanceof StreamableHTTPError) || error.code === undefined || error.code < 400 || error.code >= 500) throw error
   }
   const legacy = newClient(options)
-  await legacy.connect(new SSEClientTransport(url, { fetch: options.fetch }), { timeout: options.timeoutMs })
+  // The SSE transport's EventSource turns whatever its fetch throws into an SseError without a
+  // status, so a 401/403 on the stream itself (a server that checks the token on GET only) would
+  // read as a broken server: keep the UpstreamAuthError, so the caller asks for a sign-in.
+  let refused: UpstreamAuthError | undefined
+  const fetchKeepingRefusal: FetchLike = async (input, init) => {
+    try {
+      return await options.fetch(input, init)
+    } catch (error) {
+      if (error instanceof UpstreamAuthError) refused = error
+      throw error
+    }
+  }
+  try {
+    await legacy.connect(new SSEClientTransport(url, { fetch: fetchKeepingRefusal }), { timeout: options.timeoutMs })
+  } catch (error) {
+    // A failed EventSource keeps reconnecting on its own until it is closed.
+    await legacy.close().catch(() => undefined) // nothing was opened that is worth reporting
+    throw refused ?? error
+  }
   legacy.onclose = options.onClose
   return legacy
 }

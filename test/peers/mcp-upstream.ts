@@ -30,6 +30,11 @@ export interface McpUpstreamOptions {
   }
   /** Default 'streamable' (stateful sessions); 'sse' is the legacy HTTP+SSE transport only. */
   transport?: 'streamable' | 'sse'
+  /**
+   * 'sse' only: refuse a POST to the SSE endpoint (405) before looking at the token, as a server
+   * with per-route auth does, so the first 401 a client sees is on the GET stream. Default false.
+   */
+  sseRoutesBeforeAuth?: boolean
   /** Extra filler tools tool_0 … tool_<n-1>; default 0. */
   toolCount?: number
   /** tools/list page size (cursor pagination); default everything in one page. */
@@ -201,6 +206,12 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
     }
 
     counters.requests++
+    if (transportKind === 'sse' && opts.sseRoutesBeforeAuth && path === endpointPath && req.method !== 'GET') {
+      await drain(req)
+      res.setHeader('allow', 'GET')
+      sendJson(res, 405, { error: 'method_not_allowed' })
+      return
+    }
     const outcome = await authenticate(req)
     if (outcome.kind === 'refused') {
       await drain(req)

@@ -1,0 +1,77 @@
+// A tiny real HTTP server whose answers a test scripts path by path: for metadata that no
+// well-behaved authorization server would publish (no S256, a wrong issuer, endpoints on hosts
+// the relay must not reach). It records every request and counts every TCP connection, so a test
+// can prove that nothing was sent to it at all.
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { readBody } from './read-body.ts'
+
+export interface ScriptedAnswer {
+  status?: number
+  headers?: Record<string, string>
+  /** Sent as application/json. */
+  json?: unknown
+}
+
+export interface ScriptedServer {
+  /** http://127.0.0.1:PORT */
+  origin: string
+  port: number
+  /** Every request, in order: method and path (with query). */
+  requests: Array<{ method: string; path: string }>
+  /** TCP connections accepted, including ones that never sent a request (a TLS handshake, say). */
+  connections(): number
+  /** Answers `method` (default any) on `path` (without query) with `answer`; unscripted paths answer 404. */
+  route(path: string, answer: ScriptedAnswer | ((request: IncomingMessage) => ScriptedAnswer), method?: string): void
+  close(): Promise<void>
+}
+
+export async function startScriptedServer(): Promise<ScriptedServer> {
+  const routes = new Map<string, ScriptedAnswer | ((request: IncomingMessage) => ScriptedAnswer)>()
+  const requests: ScriptedServer['requests'] = []
+  let connections = 0
+  const server = createServer((req, res) => {
+    requests.push({ method: req.method ?? '', path: req.url ?? '' })
+    const path = new URL(req.url ?? '/', 'http://peer').pathname
+    const scripted = routes.get(`${req.method} ${path}`) ?? routes.get(`* ${path}`)
+    // The body is read so that keep-alive connections stay usable; its content does not matter.
+    readBody(req).then(
+      () => {
+        const answer = typeof scripted === 'function' ? scripted(req) : (scripted ?? { status: 404, json: { error: 'not_found' } })
+        res.writeHead(answer.status ?? 200, { ...(answer.json === undefined ? {} : { 'content-type': 'application/json' }), ...answer.headers })
+        res.end(answer.json === undefined ? undefined : JSON.stringify(answer.json))
+      },
+      (error: unknown) => res.destroy(error instanceof Error ? error : undefined),
+    )
+  })
+  server.on('connection', () => connections++)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  const port = (server.address() as AddressInfo).port
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    connections: () => connections,
+    route(path, answer, method = '*') {
+      routes.set(`${method} ${path}`, answer)
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()))
+        server.closeAllConnections()
+      }),
+  }
+}
+
+/** An MCP endpoint that answers every request 401 with an RFC 6750 / RFC 9728 challenge. */
+export function protectedMcpEndpoint(resourceMetadataUrl: string | undefined, scope?: string): ScriptedAnswer {
+  const params = [resourceMetadataUrl && `resource_metadata="${resourceMetadataUrl}"`, scope && `scope="${scope}"`].filter(Boolean)
+  return {
+    status: 401,
+    headers: { 'www-authenticate': params.length ? `Bearer ${params.join(', ')}` : 'Bearer' },
+    json: { error: 'invalid_token', error_description: 'bearer token required' },
+  }
+}
