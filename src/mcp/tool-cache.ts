@@ -19,11 +19,15 @@ export function createToolListCache(deps: { keyv: Keyv; ttlMs: number }): ToolLi
 
   return {
     async get(key, load) {
-      if (deps.ttlMs > 0) {
+      // A load in flight is joined before the store is read, and again after: read first, a
+      // request whose store read straddles the end of a load (the list written, the load gone
+      // from `loading`) would start a second tools/list.
+      let joined = loading.get(key)
+      if (!joined && deps.ttlMs > 0) {
         const cached = (await deps.keyv.get(key)) as Tool[] | undefined
         if (cached) return { tools: cached, source: 'cache' }
+        joined = loading.get(key)
       }
-      const joined = loading.get(key)
       if (joined) {
         try {
           return { tools: await joined, source: 'upstream' }
