@@ -1,7 +1,9 @@
 import { pino } from 'pino'
+import { collectDefaultMetrics, Registry } from 'prom-client'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig } from './config/load-config.ts'
 import { loggerOptions } from './http/logging.ts'
+import { createPrometheusMetrics } from './http/metrics.ts'
 import { createRelay } from './relay/create-relay.ts'
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
@@ -21,8 +23,11 @@ async function main(): Promise<void> {
   }
 
   const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions)
-  const { relay } = await createRelay(config, { logger: logger.child({ component: 'relay' }) })
-  const app = await buildApp({ config, relay, loggerInstance: logger })
+  // One registry for the app: HTTP timings, the relay parts' events, and Node's process metrics.
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'mcp_relay_' })
+  const { relay } = await createRelay(config, { logger: logger.child({ component: 'relay' }), metrics: createPrometheusMetrics(registry) })
+  const app = await buildApp({ config, relay, loggerInstance: logger, metrics: registry })
 
   if (config.generatedApiKey) {
     logger.warn(

@@ -18,6 +18,8 @@ export interface RefreshDeps {
   readonly lock: StoreLock
   readonly now: () => number
   readonly logger: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }
+  /** Told each refresh's outcome once, however many callers share it (metrics); `transient` when it threw. */
+  readonly onRefreshed?: (serverId: string, outcome: RefreshOutcome['kind'] | 'transient') => void
 }
 
 export type RefreshOutcome =
@@ -62,6 +64,7 @@ export function refreshUpstreamToken(
     waitMs: deps.timeoutMs + 10_000,
   }).finally(() => inProcess.delete(key))
   inProcess.set(key, refreshing)
+  refreshing.then((outcome) => deps.onRefreshed?.(owner.serverId, outcome.kind), () => deps.onRefreshed?.(owner.serverId, 'transient'))
   return refreshing
 }
 

@@ -14,6 +14,7 @@ import { createSealedMap } from '../store/sealed-map.ts'
 import { createTokenStore, type UpstreamToken } from '../store/tokens.ts'
 import type { ClientRegistration } from '../oauth/registration.ts'
 import type { RelayDeps, RelayLogger } from './deps.ts'
+import { noMetrics, type RelayMetrics } from './metrics.ts'
 import { createRelayService } from './service.ts'
 import type { RelayService } from './types.ts'
 
@@ -27,12 +28,15 @@ export interface CreateRelayOptions {
   readonly upstreamFetch?: FetchLike
   /** Separates this relay's keys on a shared backend; tests give each run its own. */
   readonly storeKeyPrefix?: string
+  /** Where the relay parts record their events (http/metrics.ts over a prom-client registry); default none. */
+  readonly metrics?: RelayMetrics
 }
 
 /** Opens the store and builds every part of the relay from the config, once, at start-up. */
 export async function createRelay(config: RelayConfig, options: CreateRelayOptions): Promise<{ relay: RelayService; deps: RelayDeps }> {
   const now = options.now ?? Date.now
   const { logger } = options
+  const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
   const sealed = <T>(name: 'tokens' | 'clients' | 'flows') => createSealedMap<T>({ keyv: store.namespace(name), sealer, logger })
@@ -47,6 +51,8 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const timeoutMs = config.upstreamTimeoutMs
   const oauthFetch = createGuardedFetch({ guard, timeoutMs })
   const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens') })
+  const pool = createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger })
+  metrics.watchPool(() => pool.size())
 
   const deps: RelayDeps = {
     config,
@@ -55,7 +61,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),
-    pool: createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger }),
+    pool,
     oauth: {
       fetch: oauthFetch,
       guard,
@@ -65,6 +71,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
       lock: store.lock,
       now,
       logger,
+      onRefreshed: (serverId, outcome) => metrics.recordRefresh(serverId, outcome),
       registration: {
         fetch: oauthFetch,
         clients: sealed<ClientRegistration>('clients'),
@@ -76,6 +83,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     maxUpstreamResponseBytes: MAX_UPSTREAM_RESPONSE_BYTES,
     now,
     logger,
+    metrics,
   }
   return { relay: createRelayService(deps, { ping: () => store.ping(), close: () => store.close() }), deps }
 }

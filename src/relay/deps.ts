@@ -10,6 +10,7 @@ import type { SignInDeps } from '../oauth/sign-in.ts'
 import type { TicketStore } from '../oauth/tickets.ts'
 import type { TokenOwner, TokenStore } from '../store/tokens.ts'
 import { tokenKey } from '../store/tokens.ts'
+import type { RelayMetrics } from './metrics.ts'
 import type { Caller } from './types.ts'
 
 export interface RelayLogger {
@@ -34,6 +35,7 @@ export interface RelayDeps {
   readonly maxUpstreamResponseBytes: number
   readonly now: () => number
   readonly logger: RelayLogger
+  readonly metrics: RelayMetrics
 }
 
 export function ownerOf(caller: Caller, server: ServerConfig): TokenOwner {

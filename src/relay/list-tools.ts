@@ -75,7 +75,15 @@ export async function toolsOf(deps: RelayDeps, caller: Caller, server: ServerCon
     return access.value
   }
   try {
-    if (mayUseCache) return { kind: 'tools', ...(await deps.toolCache.get(toolCacheKey(server, owner), load)) }
+    if (mayUseCache) {
+      const listed = await deps.toolCache.get(toolCacheKey(server, owner), load).catch((error: unknown) => {
+        // A load that failed was a miss too (it went upstream).
+        deps.metrics.recordToolCache(server.serverId, 'miss')
+        throw error
+      })
+      deps.metrics.recordToolCache(server.serverId, listed.source === 'cache' ? 'hit' : 'miss')
+      return { kind: 'tools', ...listed }
+    }
     return { kind: 'tools', tools: await load(), source: 'upstream' }
   } catch (error) {
     if (error instanceof AccessFailure) return error.outcome

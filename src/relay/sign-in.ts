@@ -43,6 +43,8 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL): Promise
       await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps, server))
     }
     deps.logger.warn({ serverId: result.owner?.serverId, oauthError: result.oauthError }, 'sign-in failed')
+    // Only a configured server id becomes a label value; a callback without a live flow has none.
+    deps.metrics.recordSignIn(server ? server.serverId : 'unknown', 'failed')
     return { kind: 'failed', status: result.status, message: result.message }
   }
   const server = deps.config.servers.get(result.serverId)!
@@ -51,5 +53,6 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL): Promise
   await deps.pool.drop(poolKey(result.owner))
   if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, result.owner))
   deps.logger.info({ serverId: server.serverId, tenant: result.owner.tenant }, 'sign-in completed')
+  deps.metrics.recordSignIn(server.serverId, 'completed')
   return { kind: 'connected', serverId: server.serverId, description: server.description }
 }

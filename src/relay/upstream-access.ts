@@ -53,7 +53,7 @@ export async function withUpstream<T>(
   for (;;) {
     try {
       const value = await deps.pool.use(poolKey(owner), token?.accessToken, openSession(deps, owner, server, timeoutMs), (client) =>
-        fn(client, timeoutMs),
+        deps.metrics.timeUpstream(server.serverId, () => fn(client, timeoutMs)),
       )
       if (!token) await markOpen(deps, server)
       return { kind: 'ok', value, authorized: token !== undefined }

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config/load-config.ts'
+import { createPrometheusMetrics } from '../../src/http/metrics.ts'
 import type { RelayDeps } from '../../src/relay/deps.ts'
 import { createRelay } from '../../src/relay/create-relay.ts'
 import { freePort } from './free-port.ts'
@@ -11,6 +13,8 @@ export interface TestRelay {
   apiKey: string
   app: FastifyInstance
   deps: RelayDeps
+  /** What GET /metrics serves: the relay's metrics are wired as in main.ts. */
+  registry: Registry
   /** POSTs JSON to a relay route with the API key (or the one given); returns status and body. */
   post(path: string, body: unknown, options?: { apiKey?: string | null }): Promise<{ status: number; body: any }>
   close(): Promise<void>
@@ -39,12 +43,14 @@ export async function startRelay(options: {
     LOG_LEVEL: 'silent',
     ...options.env,
   })
+  const registry = new Registry()
   const { relay, deps } = await createRelay(config, {
     logger: silentLogger,
+    metrics: createPrometheusMetrics(registry),
     storeKeyPrefix: `t${randomBytes(6).toString('hex')}`,
     ...(options.now ? { now: options.now } : {}),
   })
-  const app = await buildApp({ config, relay, logger: false, rateLimit: { max: 10_000, timeWindowMs: 60_000 } })
+  const app = await buildApp({ config, relay, logger: false, metrics: registry, rateLimit: { max: 10_000, timeWindowMs: 60_000 } })
   await app.listen({ port, host: '127.0.0.1' })
   const url = `http://127.0.0.1:${port}`
   return {
@@ -52,6 +58,7 @@ export async function startRelay(options: {
     apiKey: TEST_API_KEY,
     app,
     deps,
+    registry,
     async post(path, body, { apiKey = TEST_API_KEY } = {}) {
       const headers: Record<string, string> = { 'content-type': 'application/json' }
       if (apiKey !== null) headers.authorization = `Bearer ${apiKey}`
