@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
+import { signInThroughBrowser } from '../peers/browser.ts'
+import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { startRelay, type TestRelay } from '../support/relay.ts'
+
+// MCP 2025-11-25 Authorization, "Step-Up Authorization Flow" and "Scope Challenge Handling": a
+// 403 insufficient_scope gets a login link for the granted plus the required scopes; a server
+// that keeps asking for more gets an error on the third step-up instead of another link, so an
+// agent cannot loop the user through sign-in pages (DESIGN.md §5).
+
+let as: AuthorizationServer
+let upstream: McpUpstream
+let relay: TestRelay
+
+beforeAll(async () => {
+  as = await startAuthorizationServer({ scopes: ['mcp:read', 'mcp:write', 'docs:a', 'docs:b', 'docs:c', 'offline_access'] })
+  upstream = await startMcpUpstream({ auth: { issuer: as.issuer } })
+  relay = await startRelay({
+    servers: [{ server_id: 'docs', mcp_url: upstream.url }],
+    env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host },
+  })
+})
+
+afterAll(async () => {
+  await relay?.close()
+  await Promise.all([upstream?.close(), as?.close()])
+})
+
+const echo = (userId: string) => relay.post('/tools/call-tool', { user_id: userId, tool_ref: 'docs::echo', input: { text: 'hello' } })
+
+/** Opens the login link as a browser does; returns the scope the authorization request asked for. */
+async function signIn(loginUrl: string, account: string): Promise<string[]> {
+  const start = await fetch(loginUrl, { redirect: 'manual' })
+  expect(start.status).toBe(302)
+  const authorizationUrl = start.headers.get('location')!
+  const page = await signInThroughBrowser(authorizationUrl, account)
+  expect(page.status).toBe(200)
+  return new URL(authorizationUrl).searchParams.get('scope')!.split(' ').sort()
+}
+
+describe('step-up sign-in', () => {
+  it('asks for the union of granted and required scopes, twice, then answers an error instead of a third link', async () => {
+    upstream.setScopesRequiredFor('echo', [])
+    const first = await echo('sam')
+    expect(first.body.error_code).toBe('NOT_AUTHORIZED')
+    // The first sign-in: the protected-resource metadata's scopes_supported.
+    expect(await signIn(first.body.login_url, 'sam')).toEqual(['mcp:read', 'mcp:write'])
+    expect((await echo('sam')).body.ok).toBe(true)
+
+    upstream.setScopesRequiredFor('echo', ['docs:a'])
+    const stepUp1 = await echo('sam')
+    expect(stepUp1.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', status: 'need_auth', message: expect.stringContaining('docs:a') })
+    // Asking again before the user signed in is the same step-up: the same link, not a second attempt.
+    expect((await echo('sam')).body.login_url).toBe(stepUp1.body.login_url)
+    expect(await signIn(stepUp1.body.login_url, 'sam')).toEqual(['docs:a', 'mcp:read', 'mcp:write'])
+    expect((await echo('sam')).body.ok).toBe(true)
+
+    upstream.setScopesRequiredFor('echo', ['docs:b'])
+    const stepUp2 = await echo('sam')
+    expect(stepUp2.body.error_code).toBe('NOT_AUTHORIZED')
+    expect(await signIn(stepUp2.body.login_url, 'sam')).toEqual(['docs:a', 'docs:b', 'mcp:read', 'mcp:write'])
+    expect((await echo('sam')).body.ok).toBe(true)
+
+    upstream.setScopesRequiredFor('echo', ['docs:c'])
+    const third = await echo('sam')
+    expect(third.status).toBe(200)
+    expect(third.body).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR', message: expect.stringMatching(/keeps asking for more scopes \(docs:c\)/) })
+    expect(third.body.login_url).toBeUndefined()
+    // Still an error on the next call: the limit holds until the window passes.
+    expect((await echo('sam')).body.error_code).toBe('UPSTREAM_ERROR')
+    // The user's sign-in itself is intact: tools that need no more scope still work.
+    expect((await relay.post('/tools/call-tool', { user_id: 'sam', tool_ref: 'docs::whoami', input: {} })).body.ok).toBe(true)
+  })
+
+  it('counts step-ups per user: another user still gets a link', async () => {
+    upstream.setScopesRequiredFor('echo', ['docs:c'])
+    const first = await echo('tess')
+    await signIn(first.body.login_url, 'tess')
+    const stepUp = await echo('tess')
+    expect(stepUp.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', login_url: expect.stringContaining('/oauth/start/') })
+  })
+})
