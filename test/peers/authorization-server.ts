@@ -57,6 +57,17 @@ export interface AuthorizationServer {
   tokenRequests: TokenRequestRecord[]
   /** While set, the token endpoint answers this HTTP status; undefined restores it. */
   failTokenEndpoint(status: number | undefined): void
+  /**
+   * Every secret this server handed out or was shown: codes and states of authorization
+   * responses, token-request codes, verifiers and refresh tokens, issued tokens, client secrets.
+   * Tests grep logs and answers for them.
+   */
+  issuedSecrets: IssuedSecret[]
+}
+
+export interface IssuedSecret {
+  kind: 'code' | 'state' | 'code_verifier' | 'access_token' | 'refresh_token' | 'id_token' | 'client_secret' | 'registration_access_token'
+  value: string
 }
 
 const DEFAULT_SCOPES = ['mcp:read', 'mcp:write', 'offline_access']
@@ -81,6 +92,10 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
   const resourceScopes = scopes.filter((scope) => !NON_RESOURCE_SCOPES.has(scope)).join(' ')
   const prefix = normalizeIssuerPath(opts.issuerPath)
   const tokenRequests: TokenRequestRecord[] = []
+  const issuedSecrets: IssuedSecret[] = []
+  const keepSecret = (kind: IssuedSecret['kind'], value: unknown) => {
+    if (typeof value === 'string' && value !== '') issuedSecrets.push({ kind, value })
+  }
   let failStatus: number | undefined
 
   // The issuer needs the port, so listen first and build the provider afterwards.
@@ -170,8 +185,29 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       error,
     })
   }
-  provider.on('grant.success', (ctx: KoaContextWithOIDC) => record(ctx, true))
-  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: errors.OIDCProviderError) => record(ctx, false, err.error))
+  const keepTokenRequestSecrets = (ctx: KoaContextWithOIDC) => {
+    const params = (ctx.oidc?.params ?? {}) as Record<string, unknown>
+    for (const kind of ['code', 'code_verifier', 'refresh_token'] as const) keepSecret(kind, params[kind])
+    keepSecret('client_secret', ctx.oidc?.client?.clientSecret)
+  }
+  provider.on('authorization.success', (_ctx: KoaContextWithOIDC, out?: Record<string, unknown>) => {
+    keepSecret('code', out?.code)
+    keepSecret('state', out?.state)
+  })
+  provider.on('registration_create.success', (ctx: KoaContextWithOIDC, client: { clientSecret?: string }) => {
+    keepSecret('client_secret', client.clientSecret)
+    keepSecret('registration_access_token', (ctx.body as Record<string, unknown> | undefined)?.registration_access_token)
+  })
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+    keepTokenRequestSecrets(ctx)
+    const body = (ctx.body ?? {}) as Record<string, unknown>
+    for (const kind of ['access_token', 'refresh_token', 'id_token'] as const) keepSecret(kind, body[kind])
+    record(ctx, true)
+  })
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: errors.OIDCProviderError) => {
+    keepTokenRequestSecrets(ctx)
+    record(ctx, false, err.error)
+  })
   provider.on('server_error', (ctx: KoaContextWithOIDC) => {
     if (ctx.oidc?.route === 'token') record(ctx, false, 'server_error')
   })
@@ -213,6 +249,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     issuer,
     url: origin,
     tokenRequests,
+    issuedSecrets,
     refreshCount: (accountId) => tokenRequests.filter((r) =>
       r.ok && r.grantType === 'refresh_token' && (accountId === undefined || r.accountId === accountId)).length,
     failTokenEndpoint: (status) => {

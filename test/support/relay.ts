@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config/load-config.ts'
+import { loggerOptions } from '../../src/http/logging.ts'
 import { createPrometheusMetrics } from '../../src/http/metrics.ts'
 import type { RelayDeps } from '../../src/relay/deps.ts'
 import { createRelay } from '../../src/relay/create-relay.ts'
@@ -31,6 +33,10 @@ export async function startRelay(options: {
   servers: object[]
   env?: Record<string, string>
   now?: () => number
+  /** Where the relay's log lines go, at env LOG_LEVEL, redacted as in main.ts; default no logging. */
+  logStream?: pino.DestinationStream
+  /** Per-IP limit on /oauth/start and /oauth/callback; default high enough never to matter. */
+  rateLimit?: { max: number; timeWindowMs: number }
 }): Promise<TestRelay> {
   const port = await freePort()
   const config = loadConfig({
@@ -44,15 +50,24 @@ export async function startRelay(options: {
     ...options.env,
   })
   const registry = new Registry()
+  // As main.ts does: one pino logger for the app, a child of it for the relay.
+  const logger = options.logStream && pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions, options.logStream)
   const { relay, deps } = await createRelay(config, {
-    logger: silentLogger,
+    logger: logger ? logger.child({ component: 'relay' }) : silentLogger,
     metrics: createPrometheusMetrics(registry),
     storeKeyPrefix: `t${randomBytes(6).toString('hex')}`,
     ...(options.now ? { now: options.now } : {}),
   })
-  const app = await buildApp({ config, relay, logger: false, metrics: registry, rateLimit: { max: 10_000, timeWindowMs: 60_000 } })
-  await app.listen({ port, host: '127.0.0.1' })
-  const url = `http://127.0.0.1:${port}`
+  const app = await buildApp({
+    config,
+    relay,
+    ...(logger ? { loggerInstance: logger } : { logger: false }),
+    metrics: registry,
+    rateLimit: options.rateLimit ?? { max: 10_000, timeWindowMs: 60_000 },
+  })
+  // config.port: `env` may name the port (a test that must know the callback URL before the relay starts).
+  await app.listen({ port: config.port, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${config.port}`
   return {
     url,
     apiKey: TEST_API_KEY,
