@@ -40,12 +40,12 @@ function clientAuthentication(client: ClientRegistration): oidc.ClientAuth {
 }
 
 /**
- * RFC 6749 §2.3.1 `client_secret_basic`: the id and secret are form-encoded before Base64. This
- * encodes them with encodeURIComponent, which leaves the unreserved `-`, `_`, `.`, `~` (and
- * `!*'()`) as they are: openid-client's own ClientSecretBasic escapes those too, so a server
- * that does not decode the credentials (the MCP conformance suite's "pre-registration"
- * authorization server, and every server the SDK's unencoded Basic header works with) sees
- * `pre%2Dregistered%2Dclient`. A server that does decode them gets the same value either way.
+ * RFC 6749 §2.3.1 `client_secret_basic`: the id and secret are form-encoded before Base64. Here
+ * with encodeURIComponent, which, like form encoding, leaves `-`, `_` and `.` alone: openid-client's
+ * own ClientSecretBasic escapes those too, so a server that does not decode the credentials (the
+ * MCP conformance suite's "pre-registration" authorization server, and every server that the
+ * SDK's unencoded Basic header works with) sees `pre%2Dregistered%2Dclient` and refuses the
+ * client. A server that decodes them gets the same value either way; `:`, space and `%` are escaped.
  */
 function clientSecretBasic(clientSecret: string | undefined): oidc.ClientAuth {
   if (typeof clientSecret !== 'string') throw new TypeError('client_secret_basic needs a client secret')
