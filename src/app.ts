@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import { Registry } from 'prom-client'
 import type { RelayConfig } from './config/load-config.ts'
 import type { RelayService } from './relay/types.ts'
-import { BODY_LIMIT_BYTES, handleFrameworkError, registerErrorHandling } from './http/error-handler.ts'
+import { BODY_LIMIT_BYTES, handleClientError, handleFrameworkError, registerErrorHandling } from './http/error-handler.ts'
 import { createIdentity } from './http/identity.ts'
 import { generateRequestId, loggerOptions } from './http/logging.ts'
 import { registerHttpMetrics } from './http/metrics.ts'
@@ -46,6 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: generateRequestId,
     return503OnClosing: true,
     frameworkErrors: handleFrameworkError,
+    clientErrorHandler: handleClientError,
     trustProxy: deps.trustProxy ?? false,
   })
 

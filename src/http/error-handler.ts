@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { RelayError, type RelayErrorCode } from '../errors.ts'
 import { sendPage } from './pages/html-page.ts'
@@ -76,6 +78,31 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
 /** Errors Fastify meets before routing (bad URL, over-long parameter): same answers as the rest. */
 export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   sendError(request, reply, error)
+}
+
+/** Node's own refusals, by code: the HTTP parser's errors and its timeouts. */
+const CLIENT_ERRORS: Readonly<Record<string, [number, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'the request headers must be at most 16 KiB'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'the request did not arrive in time'],
+}
+
+/**
+ * Requests Node refuses before Fastify sees them (headers over the limit, a malformed request
+ * line, a timeout) get the same error shape as every other answer, not Fastify's own
+ * `{ error, message, statusCode }`. Fastify's `clientErrorHandler`: called with the instance as `this`.
+ */
+export function handleClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex): void {
+  // Node's "clientError" contract: a reset connection has nobody left to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, message] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'the request is not valid HTTP']
+  this.log.debug({ err: error }, 'request refused by the HTTP parser')
+  if (socket.writable) {
+    const body = JSON.stringify({ error: { code: 'INVALID_INPUT', message } })
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {

@@ -22,6 +22,11 @@ interface Field {
 const CONTROL_CHARACTERS = /\p{Cc}/u
 const SERVER_IDS_MESSAGE = 'must be a comma list or a JSON array of server ids'
 const INPUT_MESSAGE = 'must be a JSON object or a JSON object string'
+/**
+ * No tool's arguments nest this deep; deeper input would only overflow the stack of the JSON
+ * serializer on its way upstream, which would then read as the server's failure.
+ */
+const MAX_INPUT_DEPTH = 100
 
 const requiredOr = (message: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message)
 
@@ -108,7 +113,20 @@ function parseToolInput(value: unknown): { input: Record<string, unknown> } | { 
     }
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { problem: INPUT_MESSAGE }
+  if (isDeeperThan(parsed, MAX_INPUT_DEPTH)) return { problem: `must not nest objects or arrays more than ${MAX_INPUT_DEPTH} levels deep` }
   return { input: parsed as Record<string, unknown> }
+}
+
+/** Iterative, so that measuring a 100,000-level value does not overflow the stack itself. */
+function isDeeperThan(value: object, max: number): boolean {
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  while (pending.length > 0) {
+    const [current, depth] = pending.pop()!
+    if (typeof current !== 'object' || current === null) continue
+    if (depth > max) return true
+    for (const child of Object.values(current)) pending.push([child, depth + 1])
+  }
+  return false
 }
 
 const FIELDS = {

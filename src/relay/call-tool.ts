@@ -34,11 +34,15 @@ export async function callTool(
     case 'ok':
       break
   }
-  if (access.value.kind === 'rejected') {
+  // Servers built on the MCP SDK answer an unknown tool with an isError result ("Tool x not
+  // found"), others with a JSON-RPC error: either way the tool list settles whether it exists.
+  if (access.value.kind === 'rejected' || access.value.result.isError === true) {
     const known = await toolsOf(deps, caller, server)
     if (known.kind === 'tools' && !known.tools.some((tool) => tool.name === request.toolName)) {
       return { ok: false, error_code: 'UNKNOWN_TOOL', tool_ref: toolRef, message: `${server.serverId} has no tool named ${JSON.stringify(request.toolName)}; call mcp_tool_list for the available tool_refs.` }
     }
+  }
+  if (access.value.kind === 'rejected') {
     return { ok: false, error_code: 'UPSTREAM_ERROR', tool_ref: toolRef, message: `${server.serverId} rejected the call: ${access.value.message}` }
   }
   const { content, structuredContent, isError } = access.value.result

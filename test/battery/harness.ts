@@ -1,0 +1,168 @@
+// Shared parts of the fault and hostile-input battery: raw requests to the real relay, the
+// invariants every answer must keep, sign-in through the scripted browser, and the tallies each
+// file prints (requests by status, faults tried) for the battery's report.
+import { Writable } from 'node:stream'
+import { expect } from 'vitest'
+import { signInThroughBrowser } from '../peers/browser.ts'
+import type { TestRelay } from '../support/relay.ts'
+
+export interface RawAnswer {
+  status: number
+  headers: Headers
+  text: string
+  /** The parsed body when it was JSON. */
+  json: any
+}
+
+export interface RawRequest {
+  method?: string
+  path: string
+  headers?: Record<string, string>
+  body?: string | Uint8Array | ReadableStream<Uint8Array>
+  /** Default 20 s: longer than any answer the relay may take in these tests. */
+  timeoutMs?: number
+}
+
+/** One HTTP request to the relay exactly as given (no content type or key added). */
+export async function send(relay: { url: string }, request: RawRequest): Promise<RawAnswer> {
+  const init: RequestInit & { duplex?: 'half' } = {
+    method: request.method ?? 'POST',
+    headers: request.headers ?? {},
+    redirect: 'manual',
+    signal: AbortSignal.timeout(request.timeoutMs ?? 20_000),
+  }
+  if (request.body !== undefined) {
+    init.body = request.body as RequestInit['body']
+    if (request.body instanceof ReadableStream) init.duplex = 'half'
+  }
+  const response = await fetch(`${relay.url}${request.path}`, init)
+  const text = await response.text()
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    json = undefined
+  }
+  return { status: response.status, headers: response.headers, text, json }
+}
+
+export const ERROR_CODES = ['INVALID_INPUT', 'UNAUTHORIZED', 'UNKNOWN_SERVER', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'RATE_LIMITED', 'STORE_UNAVAILABLE']
+
+/** Paths whose answers are HTML pages for a browser, not JSON. */
+export function isBrowserPath(path: string): boolean {
+  return path.startsWith('/oauth/start/') || path === '/oauth/callback' || path.startsWith('/oauth/callback?')
+}
+
+/**
+ * DESIGN.md §4: a wrong request gets 4xx with `{ error: { code, message } }` (an HTML page on the
+ * browser routes), anything else 200 with a clear status; never 5xx. Returns what it checked.
+ */
+export function expectWellFormed(path: string, answer: RawAnswer, context = ''): void {
+  const where = `${path} ${context} → ${answer.status} ${answer.text.slice(0, 300)}`
+  expect(answer.status, where).toBeLessThan(500)
+  expect(answer.status === 200 || answer.status === 302 || (answer.status >= 400 && answer.status < 500), where).toBe(true)
+  if (isBrowserPath(path)) {
+    if (answer.status === 302) return
+    expect(answer.headers.get('content-type'), where).toContain('text/html')
+    expect(answer.headers.get('content-security-policy'), where).toContain("default-src 'none'")
+    return
+  }
+  if (answer.status >= 400) {
+    expect(answer.json, where).toEqual({ error: { code: expect.any(String), message: expect.any(String) } })
+    expect(ERROR_CODES, where).toContain(answer.json.error.code)
+    expect(answer.json.error.message.length, where).toBeGreaterThan(0)
+    // A stack trace or a library's own words are not an answer for a caller.
+    expect(answer.json.error.message, where).not.toMatch(/\n\s+at |node_modules|Error:/)
+  } else if (answer.status === 200 && answer.text !== '' && answer.headers.get('content-type')?.includes('json')) {
+    expect(answer.json, where).toBeTypeOf('object')
+  }
+}
+
+/** Requests and answers by status, and faults tried, for one battery file. */
+export function createTally(name: string) {
+  const byStatus = new Map<number, number>()
+  const faults: string[] = []
+  let requests = 0
+  return {
+    add(status: number): void {
+      requests++
+      byStatus.set(status, (byStatus.get(status) ?? 0) + 1)
+    },
+    fault(description: string): void {
+      faults.push(description)
+    },
+    get requests() {
+      return requests
+    },
+    count(status: number): number {
+      return byStatus.get(status) ?? 0
+    },
+    serverErrors(): number {
+      return [...byStatus].filter(([status]) => status >= 500).reduce((sum, [, count]) => sum + count, 0)
+    },
+    /** One line the battery report collects: `[battery] <name> {...}`. */
+    print(extra: Record<string, unknown> = {}): void {
+      const statuses = Object.fromEntries([...byStatus].sort(([a], [b]) => a - b).map(([status, count]) => [status, count]))
+      console.info(`[battery] ${name} ${JSON.stringify({ requests, statuses, faults: faults.length, ...extra })}`)
+    },
+  }
+}
+
+export type Tally = ReturnType<typeof createTally>
+
+/** send() that counts the answer and checks it is well formed. */
+export async function sendChecked(relay: { url: string }, tally: Tally, request: RawRequest, context = ''): Promise<RawAnswer> {
+  const answer = await send(relay, request)
+  tally.add(answer.status)
+  expectWellFormed(request.path, answer, context)
+  return answer
+}
+
+/** Signs `userId` in to `serverId` as `account` through the scripted browser; returns the connected page. */
+export async function signIn(
+  relay: TestRelay,
+  userId: string,
+  account: string,
+  options: { apiKey?: string; serverId?: string } = {},
+): Promise<{ status: number; html: string; headers: Headers; callbackUrl: string }> {
+  const serverId = options.serverId ?? 'docs'
+  const status = await relay.post('/tools/auth-status', { user_id: userId, server_id: serverId, force_reauth: true }, options)
+  expect(status.status, JSON.stringify(status.body)).toBe(200)
+  const entry = status.body.servers[0]
+  expect(entry.status, JSON.stringify(entry)).toBe('need_auth')
+  const page = await signInThroughBrowser(entry.login_url, account)
+  expect(page.status, page.html.slice(0, 300)).toBe(200)
+  return page
+}
+
+/** The `sub` the upstream's whoami tool saw for this user's call, or the failed answer. */
+export async function whoami(
+  relay: TestRelay,
+  userId: string,
+  options: { apiKey?: string; serverId?: string } = {},
+): Promise<{ sub: string | null | undefined; body: any; status: number }> {
+  const answer = await relay.post('/tools/call-tool', { user_id: userId, tool_ref: `${options.serverId ?? 'docs'}::whoami`, input: {} }, options)
+  return { sub: answer.body?.ok ? answer.body.result.structuredContent?.sub : undefined, body: answer.body, status: answer.status }
+}
+
+/** Log lines written by pino, kept as text. */
+export function captureLogLines(): { lines: string[]; stream: Writable } {
+  const lines: string[] = []
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      lines.push(...String(chunk).split('\n').filter(Boolean))
+      callback()
+    },
+  })
+  return { lines, stream }
+}
+
+/** Resolves when `condition` holds, polling; throws after `limitMs`. */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, limitMs: number, what: string): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    if (await condition()) return Date.now() - started
+    if (Date.now() - started > limitMs) throw new Error(`${what}: not within ${limitMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
