@@ -49,16 +49,37 @@ export async function discoverServerAuth(
 ): Promise<ServerAuth> {
   const serverResource = resourceUrlFromServerUrl(server.mcpUrl)
 
+  // Whether a metadata lookup failed for now (5xx, 429, unreachable) rather than finding nothing.
+  let lookupFailed = false
+  const metadataFetch: FetchLike = async (input, init) => {
+    try {
+      const response = await deps.fetch(input, init)
+      if (response.status >= 500 || response.status === 429) lookupFailed = true
+      return response
+    } catch (error) {
+      lookupFailed = true
+      throw error
+    }
+  }
   let resourceMetadata: Awaited<ReturnType<typeof discoverOAuthProtectedResourceMetadata>> | undefined
   try {
     resourceMetadata = await discoverOAuthProtectedResourceMetadata(
       server.mcpUrl,
       { resourceMetadataUrl: challenge.resourceMetadataUrl },
-      deps.fetch,
+      metadataFetch,
     )
   } catch (error) {
     if (error instanceof UrlRefusedError) throw new DiscoveryError(error.message, { cause: error })
-    // No usable protected-resource metadata: the 2025-03-26 path below, as the SDK's own
+    // MCP 2025-03-26 servers are the ones without protected-resource metadata. One that names its
+    // metadata in the challenge (RFC 9728 §5.1) is not one, nor is a server whose metadata could
+    // not be fetched just now: guessing 2025-03-26 there would send the user to the wrong
+    // authorization server, and the guess would be cached for a day. Fail now; the next request
+    // discovers again.
+    if (challenge.resourceMetadataUrl || lookupFailed) {
+      const where = challenge.resourceMetadataUrl?.href ?? `the well-known URLs of ${serverResource.origin}`
+      throw new DiscoveryError(`the protected-resource metadata at ${where} could not be read`, { cause: error })
+    }
+    // No protected-resource metadata: the 2025-03-26 path below, as the SDK's own
     // discoverOAuthServerInfo does.
     resourceMetadata = undefined
   }
