@@ -36,7 +36,7 @@ interface ScenarioContext {
 }
 
 /** A bound of our own: the runner kills only its shell when a scenario times out, not this process. */
-const DRIVER_TIMEOUT_MS = 45_000
+const DRIVER_TIMEOUT_MS = 35_000
 
 const log = pino({ level: 'debug', base: { component: 'conformance-driver' } }, pino.destination({ dest: 2, sync: true }))
 
