@@ -97,6 +97,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     if (typeof value === 'string' && value !== '') issuedSecrets.push({ kind, value })
   }
   let failStatus: number | undefined
+  let delay: { ms: number; afterProcessing: boolean } | undefined
+  let held = 0
 
   // The issuer needs the port, so listen first and build the provider afterwards.
   let handle: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) => {
@@ -223,6 +225,20 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       await answerFailedTokenRequest(req, res, failStatus, tokenRequests)
       return
     }
+    if (delay !== undefined && req.method === 'POST' && path === tokenPath) {
+      const { ms, afterProcessing } = delay
+      if (afterProcessing) {
+        holdAnswer(res, ms, (holding) => (held += holding ? 1 : -1))
+      } else {
+        held++
+        const stayed = await holdWhileConnected(res, ms)
+        held--
+        if (!stayed) {
+          tokenRequests.push({ grantType: '', ok: false, error: 'client_gone' })
+          return
+        }
+      }
+    }
     if (path.startsWith(interactionPrefix)) {
       await handleInteraction(provider, req, res, path.slice(interactionPrefix.length))
       return
@@ -255,6 +271,10 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     failTokenEndpoint: (status) => {
       failStatus = status
     },
+    delayTokenEndpoint: (ms, options = {}) => {
+      delay = ms === undefined ? undefined : { ms, afterProcessing: options.afterProcessing ?? false }
+    },
+    heldTokenRequests: () => held,
     close: () => new Promise<void>((resolve, reject) => {
       server.close((err) => (err ? reject(err) : resolve()))
       server.closeAllConnections()
@@ -291,6 +311,44 @@ async function answerFailedTokenRequest(
   })
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
   res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'the test made the token endpoint fail' }))
+}
+
+/** Waits `ms`; false as soon as the client closes the connection (the request is then dropped). */
+function holdWhileConnected(res: ServerResponse, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onClose = () => {
+      clearTimeout(timer)
+      resolve(false)
+    }
+    const timer = setTimeout(() => {
+      res.off('close', onClose)
+      resolve(!res.destroyed)
+    }, ms)
+    res.once('close', onClose)
+  })
+}
+
+/**
+ * Lets oidc-provider handle the request now but holds its answer for `ms`: the grant is done
+ * (a rotated refresh token is used up) while the client has not heard of it yet. A client that
+ * leaves meanwhile never gets the answer.
+ */
+function holdAnswer(res: ServerResponse, ms: number, onHold: (holding: boolean) => void): void {
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse
+  res.end = ((...args: unknown[]) => {
+    onHold(true)
+    const timer = setTimeout(() => {
+      onHold(false)
+      res.off('close', onClose)
+      if (!res.destroyed) end(...args)
+    }, ms)
+    const onClose = () => {
+      clearTimeout(timer)
+      onHold(false)
+    }
+    res.once('close', onClose)
+    return res
+  }) as ServerResponse['end']
 }
 
 function basicAuthClientId(authorization: string | undefined): string | undefined {

@@ -1,0 +1,148 @@
+// The relay as operators run it: `src/main.ts` in a child process of its own, configured only
+// through the environment, on a real port. For tests of replicas, restarts and crashes.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { freePort } from './free-port.ts'
+
+export const PROCESS_API_KEY = 'process-key-0123456789abcdef'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const NODE_ARGS = ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'src/main.ts']
+
+export interface RelayProcess {
+  /** http://127.0.0.1:PORT, where this process listens (PUBLIC_BASE_URL may name another). */
+  readonly url: string
+  readonly port: number
+  readonly env: Readonly<Record<string, string>>
+  /** POSTs JSON with the API key (or the one given); returns status and parsed body. */
+  post(path: string, body: unknown, options?: { apiKey?: string }): Promise<{ status: number; body: any }>
+  get(path: string): Promise<{ status: number; body: any }>
+  /** The pino lines the process wrote so far, parsed. */
+  logs(): Array<Record<string, unknown> & { msg?: string }>
+  /** Sends `signal` (default SIGTERM) and waits for the exit, SIGKILL after `graceMs` (default 5000). */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>
+  readonly exited: boolean
+}
+
+const running = new Set<ChildProcess>()
+// A test worker that dies leaves no relay behind.
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
+/**
+ * Starts `node src/main.ts` with `env` (over PORT, HOST, PUBLIC_BASE_URL, RELAY_API_KEYS and
+ * LOG_LEVEL defaults; nothing is inherited but PATH and HOME) and waits until /readyz answers 200,
+ * for at most `readyTimeoutMs` (default 20 s). Rejects with the process's output if it exits or
+ * never gets ready.
+ */
+export async function startRelayProcess(
+  env: Record<string, string>,
+  options: { port?: number; readyTimeoutMs?: number } = {},
+): Promise<RelayProcess> {
+  const port = options.port ?? (await freePort())
+  const url = `http://127.0.0.1:${port}`
+  const fullEnv: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_BASE_URL: url,
+    RELAY_API_KEYS: PROCESS_API_KEY,
+    LOG_LEVEL: 'info',
+    ...env,
+  }
+  const child = spawn(process.execPath, NODE_ARGS, { cwd: ROOT, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(child)
+  let output = ''
+  const lines: Array<Record<string, unknown>> = []
+  let partial = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const text = chunk.toString()
+    output += text
+    partial += text
+    const complete = partial.split('\n')
+    partial = complete.pop() ?? ''
+    for (const line of complete) {
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>)
+      } catch {
+        // Not a pino line (a stray write): kept in `output` for failure messages only.
+      }
+    }
+  })
+  child.stderr!.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      running.delete(child)
+      resolve()
+    })
+  })
+
+  async function request(method: 'GET' | 'POST', path: string, body?: unknown, apiKey = PROCESS_API_KEY) {
+    const headers: Record<string, string> = { authorization: `Bearer ${apiKey}` }
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    })
+    const text = await response.text()
+    let parsed: unknown = text
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      // not JSON: the test sees the raw text
+    }
+    return { status: response.status, body: parsed as any }
+  }
+
+  const relay: RelayProcess = {
+    url,
+    port,
+    env: fullEnv,
+    post: (path, body, { apiKey } = {}) => request('POST', path, body, apiKey),
+    get: (path) => request('GET', path),
+    logs: () => lines,
+    get exited() {
+      return child.exitCode !== null || child.signalCode !== null
+    },
+    async stop(signal = 'SIGTERM', graceMs = 5000) {
+      if (relay.exited) return
+      child.kill(signal)
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      await exit
+      clearTimeout(timer)
+    },
+  }
+
+  const giveUpAt = Date.now() + (options.readyTimeoutMs ?? 20_000)
+  for (;;) {
+    if (relay.exited) throw new Error(`relay process exited before it was ready:\n${output}`)
+    try {
+      const ready = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })
+      await ready.body?.cancel()
+      if (ready.status === 200) return relay
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > giveUpAt) {
+      await relay.stop('SIGKILL')
+      throw new Error(`relay process not ready within ${options.readyTimeoutMs ?? 20_000} ms:\n${output}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+/** The servers config for MCP_SERVERS_JSON. */
+export function serversJson(servers: Array<{ server_id: string; mcp_url: string; description?: string }>): string {
+  return JSON.stringify({ servers })
+}
+
+/** Sign-outs a relay process logged: a token it removed after a refused refresh or a refused fresh token. */
+export function signOutsIn(relay: RelayProcess): number {
+  return relay.logs().filter((line) => typeof line.msg === 'string' && /token removed/.test(line.msg)).length
+}
