@@ -58,6 +58,16 @@ export interface AuthorizationServer {
   /** While set, the token endpoint answers this HTTP status; undefined restores it. */
   failTokenEndpoint(status: number | undefined): void
   /**
+   * While set, every token request is held for `ms`: by default before oidc-provider reads it,
+   * with `afterProcessing` after oidc-provider answered it (a rotated refresh token is then
+   * already used up). A request whose client goes away while held is dropped: held before, it
+   * never reaches oidc-provider; held after, its answer is lost. undefined restores it (requests
+   * already held stay held until their time is up or their client leaves).
+   */
+  delayTokenEndpoint(ms: number | undefined, options?: { afterProcessing?: boolean }): void
+  /** Token requests being held by delayTokenEndpoint right now. */
+  heldTokenRequests(): number
+  /**
    * Every secret this server handed out or was shown: codes and states of authorization
    * responses, token-request codes, verifiers and refresh tokens, issued tokens, client secrets.
    * Tests grep logs and answers for them.

@@ -8,6 +8,9 @@ import { join } from 'node:path'
 import { createClient } from '@keyv/redis'
 import pg from 'pg'
 
+type RedisClient = ReturnType<typeof createRedisClient>
+const createRedisClient = (url: string) => createClient({ url })
+
 export const REDIS_HOST_URL = 'redis://127.0.0.1:6379'
 export const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -31,7 +34,7 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
   const runId = randomBytes(8).toString('hex')
   for (let db = 1; db < 16; db++) {
     const url = `${REDIS_HOST_URL}/${db}`
-    const client = createClient({ url })
+    const client = createRedisClient(url)
     await client.connect()
     try {
       const claimed = await client.set(CLAIM_KEY, runId, { condition: 'NX', expiration: { type: 'PX', value: CLAIM_TTL_MS } })
@@ -44,7 +47,7 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
       kind: 'redis',
       url,
       async release() {
-        const cleaner = createClient({ url })
+        const cleaner = createRedisClient(url)
         await cleaner.connect()
         await deleteRelayKeys(cleaner)
         if ((await cleaner.get(CLAIM_KEY)) === runId) await cleaner.del(CLAIM_KEY)
@@ -55,7 +58,7 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
   throw new Error('no Redis database 1–15 is free to claim on 127.0.0.1:6379')
 }
 
-async function deleteRelayKeys(client: ReturnType<typeof createClient>): Promise<void> {
+async function deleteRelayKeys(client: RedisClient): Promise<void> {
   for await (const keys of client.scanIterator({ MATCH: 'relay/*' })) {
     if (keys.length > 0) await client.del(keys)
   }
