@@ -175,14 +175,14 @@ describe('cross-user state', () => {
 describe('a code issued to another client', () => {
   it('is refused by the token endpoint and stores nothing', async () => {
     // An attacker registers a client of their own, with the relay's callback as redirect URI.
-    const metadata = await (await fetch(`${as.issuer}/.well-known/openid-configuration`)).json()
-    const registered = await (
+    const metadata = (await (await fetch(`${as.issuer}/.well-known/openid-configuration`)).json()) as { registration_endpoint: string; authorization_endpoint: string }
+    const registered = (await (
       await fetch(metadata.registration_endpoint, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ redirect_uris: [`${relay.url}/oauth/callback`], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], response_types: ['code'] }),
       })
-    ).json()
+    ).json()) as { client_id: string }
     expect(registered.client_id).toBeTypeOf('string')
     const verifier = 'v'.repeat(64)
     const challenge = Buffer.from(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))).toString('base64url')
@@ -277,12 +277,13 @@ describe('error= and error_description= with HTML and script payloads, in headle
         // What the user reads is the payload as text; the DOM holds none of its elements.
         const text = await page.locator('main').innerText()
         expect(text).toContain(payload.replace(/\s+/g, ' ').trim().slice(0, 20))
-        const elements = await page.evaluate(() => ({
+        // (A string: this file is type-checked without the DOM library.)
+        const elements = await page.evaluate(`({
           scripts: document.querySelectorAll('script').length,
           injected: document.querySelectorAll('main img, main svg, main iframe, main a, main meta, main base, main link, main style, main b').length,
-          xss: (window as unknown as { __xss?: number }).__xss,
+          xss: window.__xss,
           url: location.href,
-        }))
+        })`)
         expect(elements).toEqual({ scripts: 0, injected: 0, xss: undefined, url: pending.href })
         expect(requests, payload).toEqual([pending.href])
         expect((await whoami(relay, `xss-${index}-${where}`)).body.error_code).toBe('NOT_AUTHORIZED')
