@@ -27,8 +27,9 @@ const CLAIM_TTL_MS = 15 * 60_000
 
 /**
  * A Redis logical database (1–15; 0 is left to everything else) claimed for this run with a
- * SET NX lease, so two runs on one machine never share one. Leftover relay keys from a run that
- * crashed (its claim has expired) are removed first.
+ * SET NX lease, so two runs on one machine never share one. The database is the run's alone, so
+ * everything in it but the claim is removed when it is claimed (a crashed run's leftovers, once
+ * that run's claim expired) and when it is given back, whatever key prefix the relays used.
  */
 export async function claimRedisDatabase(): Promise<IsolatedStore> {
   const runId = randomBytes(8).toString('hex')
@@ -39,7 +40,7 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
     try {
       const claimed = await client.set(CLAIM_KEY, runId, { condition: 'NX', expiration: { type: 'PX', value: CLAIM_TTL_MS } })
       if (claimed !== 'OK') continue
-      await deleteRelayKeys(client)
+      await deleteAllButClaim(client)
     } finally {
       await client.close()
     }
@@ -49,7 +50,7 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
       async release() {
         const cleaner = createRedisClient(url)
         await cleaner.connect()
-        await deleteRelayKeys(cleaner)
+        await deleteAllButClaim(cleaner)
         if ((await cleaner.get(CLAIM_KEY)) === runId) await cleaner.del(CLAIM_KEY)
         await cleaner.close()
       },
@@ -58,9 +59,10 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
   throw new Error('no Redis database 1–15 is free to claim on 127.0.0.1:6379')
 }
 
-async function deleteRelayKeys(client: RedisClient): Promise<void> {
-  for await (const keys of client.scanIterator({ MATCH: 'relay/*' })) {
-    if (keys.length > 0) await client.del(keys)
+async function deleteAllButClaim(client: RedisClient): Promise<void> {
+  for await (const keys of client.scanIterator({ MATCH: '*' })) {
+    const doomed = keys.filter((key) => key !== CLAIM_KEY)
+    if (doomed.length > 0) await client.del(doomed)
   }
 }
 

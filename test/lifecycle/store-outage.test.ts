@@ -1,0 +1,52 @@
+// The shared store goes away mid-run and comes back: the relay answers 503 STORE_UNAVAILABLE (and
+// /readyz fails) while it is gone, and serves as before once it is back, with no restart.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startRedisProcess } from '../store/redis-process.ts'
+import type { RelayProcess } from '../support/relay-process.ts'
+import { deploymentEnv, expectSignedInAs, signIn, startPeers, startReplica, waitUntil, type Peers } from './lifecycle-peers.ts'
+
+describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
+  let peers: Peers
+  let redis: Awaited<ReturnType<typeof startRedisProcess>>
+  let dataDir: string
+  let relay: RelayProcess
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'relay-outage-'))
+    ;[peers, redis] = await Promise.all([startPeers(), startRedisProcess({ dataDir })])
+    relay = await startReplica(deploymentEnv(peers, redis.url))
+  }, 60_000)
+
+  afterAll(async () => {
+    await relay?.stop()
+    await redis?.kill()
+    await peers?.close()
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('answers 503 while Redis is down and serves again once it is back, without a restart', async () => {
+    await signIn(relay, 'steady')
+    await expectSignedInAs(relay, 'steady')
+
+    await redis.stop()
+    const call = await relay.post('/tools/call-tool', { user_id: 'steady', tool_ref: 'docs::whoami', input: {} })
+    expect(call.status).toBe(503)
+    expect(call.body.error.code).toBe('STORE_UNAVAILABLE')
+    expect(call.body.error.message).not.toMatch(/redis:\/\/|127\.0\.0\.1/)
+    const status = await relay.post('/tools/auth-status', { user_id: 'steady' })
+    expect(status.status).toBe(503)
+    expect((await relay.get('/readyz')).status).toBe(503)
+    expect((await relay.get('/healthz')).status).toBe(200)
+
+    await redis.start()
+    await waitUntil('/readyz to answer 200 again', async () => (await relay.get('/readyz')).status === 200, 15_000)
+    await expectSignedInAs(relay, 'steady')
+    expect(relay.exited).toBe(false)
+    // Sign-in works again too: the store takes new tickets, flows and tokens.
+    await signIn(relay, 'newcomer')
+    await expectSignedInAs(relay, 'newcomer')
+  }, 60_000)
+})
