@@ -70,6 +70,23 @@ describe.each(BACKENDS)('sealed map on $kind', ({ url }) => {
     expect(calls).toEqual([])
   })
 
+  it('with resealOnRead, moves a value to the first key when it is read, keeping its expiry', async () => {
+    const keyv = await setUp()
+    const { calls, logger } = recordingLogger()
+    await createSealedMap<Token>({ keyv, sealer: createSealer([key1]), logger }).set('client', token, 60_000)
+    const before = await keyv.get('client', { raw: true })
+
+    const rotated = createSealedMap<Token>({ keyv, sealer: createSealer([key2, key1]), logger, resealOnRead: true })
+    expect(await rotated.get('client')).toEqual(token)
+    const after = await keyv.get('client', { raw: true })
+    expect(createSealer([key2]).open(String(after?.value), 'client')?.value).toEqual(token)
+    expect(after?.expires).toBeGreaterThan(Date.now() + 50_000)
+    expect(after?.expires).toBeLessThanOrEqual(before!.expires! + 100)
+    // Once moved, the old key can go.
+    expect(await createSealedMap<Token>({ keyv, sealer: createSealer([key2]), logger }).get('client')).toEqual(token)
+    expect(calls).toEqual([])
+  })
+
   it('treats a value no key opens as absent and reports it once per key, without key or value', async () => {
     const keyv = await setUp()
     const { calls, logger } = recordingLogger()
