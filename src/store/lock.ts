@@ -117,7 +117,8 @@ export function createSqliteLock(db: DatabaseSync, keyPrefix: string): StoreLock
     acquire: (key, ttlMs) =>
       callStore('sqlite', () => {
         const now = Date.now()
-        const row = take.get(leaseKey(key), randomUUID(), now + ttlMs, now)
+        // all(), not get(): get() drops the error of a commit the file refused (sqlite-store.ts).
+        const [row] = take.all(leaseKey(key), randomUUID(), now + ttlMs, now)
         return row === undefined ? undefined : (row.owner as string)
       }),
     renew: (key, owner, ttlMs) =>

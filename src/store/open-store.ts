@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { resolve } from 'node:path'
 import KeyvRedis from '@keyv/redis'
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
@@ -72,11 +73,18 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
       }
     case 'sqlite': {
       const db = openSqliteDatabase(path!)
+      const lock = createSqliteLock(db, lockPrefix)
+      // Readiness is being able to write: a database file that turned read-only (or a full
+      // volume) still answers SELECT while every sign-in and refresh fails. The probe row is an
+      // expired lease nobody waits for; its owner changes each time because SQLite skips
+      // writing a row rewritten with identical content, which would prove nothing.
+      const probe = db.prepare(`INSERT INTO relay_locks (key, owner, expires_at) VALUES (?, ?, 0)
+        ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = 0`)
       return {
         createAdapter: () => guardAdapter(new SqliteStore(db, `sqlite://${path}`), kind),
         adapterPrefixesKeys: false,
-        lock: createSqliteLock(db, lockPrefix),
-        ping: () => callStore(kind, () => void db.prepare('SELECT 1').get()),
+        lock,
+        ping: () => callStore(kind, () => void probe.run(`${lockPrefix}readiness`, randomUUID())),
         close: async () => {
           if (db.isOpen) db.close()
         },

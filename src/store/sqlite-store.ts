@@ -66,8 +66,10 @@ export class SqliteStore extends EventEmitter implements KeyvStoreAdapter {
   }
 
   // One DELETE decides: of two concurrent deletes of a key, only one sees a row (a single-use "take").
+  // all(), not get(): get() stops at the first RETURNING row and node:sqlite drops the error of
+  // the commit that follows, so a delete the file refused (read-only, disk full) read as done.
   async delete(key: string): Promise<boolean> {
-    const row = this.#db.prepare(`DELETE FROM ${KV_TABLE} WHERE key = ? RETURNING expires`).get(key)
+    const [row] = this.#db.prepare(`DELETE FROM ${KV_TABLE} WHERE key = ? RETURNING expires`).all(key)
     return row !== undefined && !isExpired(row.expires)
   }
 
