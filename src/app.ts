@@ -59,6 +59,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     await relay.close()
   })
+  // Graceful shutdown: app.close() stops listening and closes idle keep-alive connections once;
+  // a connection whose request is still in flight would stay open after its answer (and hold the
+  // close up) unless that answer says Connection: close.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
   registerHttpMetrics(app, deps.metrics ?? new Registry())
 
   const identity = createIdentity({ apiKeys: config.apiKeys, userSecret: config.userSecret, now: deps.now ?? Date.now })

@@ -37,6 +37,8 @@ export interface McpUpstreamOptions {
   sseRoutesBeforeAuth?: boolean
   /** Extra filler tools tool_0 … tool_<n-1>; default 0. */
   toolCount?: number
+  /** Tools besides the base ones (e.g. SLOW_TOOL from upstream-tools.ts). */
+  extraTools?: ToolSpec[]
   /** tools/list page size (cursor pagination); default everything in one page. */
   pageSize?: number
   /** Where the RFC 9728 document is served; default 'path' (/.well-known/oauth-protected-resource/mcp). */
@@ -98,7 +100,7 @@ type AuthOutcome = { kind: 'ok'; authInfo: AuthInfo | undefined } | Refusal
 export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<McpUpstream> {
   const transportKind = opts.transport ?? 'streamable'
   const prmPlacement = opts.protectedResourceMetadata ?? 'path'
-  const tools: ToolSpec[] = [...BASE_TOOLS]
+  const tools: ToolSpec[] = [...BASE_TOOLS, ...(opts.extraTools ?? [])]
   for (let i = 0; i < (opts.toolCount ?? 0); i++) tools.push(fillerTool(`tool_${i}`))
   let addedCount = 0
   const sessions = new Map<string, Session>()

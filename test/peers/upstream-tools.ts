@@ -11,7 +11,7 @@ export interface ToolSpec {
   description: string
   input: z.ZodRawShape
   output?: z.ZodRawShape
-  run(args: Record<string, unknown>, authInfo: AuthInfo | undefined): CallToolResult
+  run(args: Record<string, unknown>, authInfo: AuthInfo | undefined): CallToolResult | Promise<CallToolResult>
 }
 
 const whoamiOutput = {
@@ -48,6 +48,18 @@ export const BASE_TOOLS: ToolSpec[] = [
     run: () => ({ content: [{ type: 'text', text: 'this tool always fails' }], isError: true }),
   },
 ]
+
+/** `slow`: answers after `ms` milliseconds (default 1000), for requests still in flight (shutdown, timeouts). */
+export const SLOW_TOOL: ToolSpec = {
+  name: 'slow',
+  description: 'Answers after ms milliseconds.',
+  input: { ms: z.number().int().min(0).max(60_000).optional().describe('How long to take; default 1000') },
+  run: async (args) => {
+    const ms = typeof args.ms === 'number' ? args.ms : 1000
+    await new Promise((resolve) => setTimeout(resolve, ms))
+    return { content: [{ type: 'text', text: `slept ${ms} ms` }] }
+  },
+}
 
 export function fillerTool(name: string): ToolSpec {
   return {
