@@ -97,7 +97,7 @@ describe('graceful shutdown of src/main.ts', () => {
     // Two users, two pooled sessions upstream.
     const warm = await call('amy', 'open::echo', { text: 'hi' })
     expect(warm.status).toBe(200)
-    expect((await warm.json()).ok).toBe(true)
+    expect(((await warm.json()) as { ok: boolean }).ok).toBe(true)
     const callsBefore = upstream.counters.toolsCall
     const slow = call('ben', 'open::slow', { ms: 1000 })
     await until('the slow call reached the upstream', () => upstream.counters.toolsCall > callsBefore)
