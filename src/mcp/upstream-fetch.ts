@@ -27,6 +27,12 @@ export class UpstreamTooLargeError extends Error {
  * The fetch a pooled SDK transport uses: it sends the session's current access token (read at
  * each request, so a refresh reaches a live session without a reconnect — FIELD-NOTES), turns a
  * 401/403 into UpstreamAuthError carrying the challenge, and bounds the response size.
+ *
+ * A POST gets its own AbortSignal, tied to the session's by a listener removed once its response
+ * is read. The SDK hands every request the one signal that lives as long as the session, and
+ * Node's fetch adds an abort listener to it per request that goes only when the request is
+ * garbage collected: on a pooled session that piles up thousands of listeners (each add scans
+ * them all) and keeps finished requests alive until a major GC (measured: docs/benchmarks.md).
  */
 export function createUpstreamFetch(deps: {
   accessToken: () => string | undefined
@@ -38,34 +44,81 @@ export function createUpstreamFetch(deps: {
     const headers = new Headers(init?.headers)
     const token = deps.accessToken()
     if (token) headers.set('authorization', `Bearer ${token}`)
-    const response = await baseFetch(input, { ...init, headers })
-    if (response.status === 401 || response.status === 403) {
-      const challenge = extractWWWAuthenticateParams(response)
-      await response.body?.cancel()
-      throw new UpstreamAuthError(response.status, challenge)
-    }
     // Responses to POSTed messages are bounded; a GET opens a long-lived event stream whose total
-    // size grows with the session, so it is left to the SDK's per-message parsing.
-    return init?.method === 'POST' ? limitBody(response, deps.maxResponseBytes) : response
+    // size grows with the session, so it is left to the SDK's per-message parsing (and keeps the
+    // session's signal: there is one GET per session).
+    if (init?.method !== 'POST') return checkAuth(await baseFetch(input, { ...init, headers }))
+    const link = linkSignal(init.signal ?? undefined)
+    try {
+      const response = await checkAuth(await baseFetch(input, { ...init, headers, signal: link.signal }))
+      return limitBody(response, deps.maxResponseBytes, link.release)
+    } catch (error) {
+      link.release()
+      throw error
+    }
   }
 }
 
-function limitBody(response: Response, maxBytes: number): Response {
-  if (!response.body) return response
+/** A 401/403 becomes UpstreamAuthError with the challenge; anything else passes. */
+async function checkAuth(response: Response): Promise<Response> {
+  if (response.status !== 401 && response.status !== 403) return response
+  const challenge = extractWWWAuthenticateParams(response)
+  await response.body?.cancel()
+  throw new UpstreamAuthError(response.status, challenge)
+}
+
+/** A signal of this request's own that aborts with `parent`, until `release` unhooks it. */
+function linkSignal(parent: AbortSignal | undefined): { signal: AbortSignal | undefined; release: () => void } {
+  if (!parent) return { signal: undefined, release: () => undefined }
+  const controller = new AbortController()
+  if (parent.aborted) controller.abort(parent.reason)
+  const abort = () => controller.abort(parent.reason)
+  parent.addEventListener('abort', abort, { once: true })
+  return { signal: controller.signal, release: () => parent.removeEventListener('abort', abort) }
+}
+
+/** The response with its body counted against `maxBytes`; `done` runs once the body is read, cancelled or failed. */
+function limitBody(response: Response, maxBytes: number, done: () => void): Response {
+  const body = response.body
+  if (!body) {
+    done()
+    return response
+  }
   const declared = Number(response.headers.get('content-length'))
   if (declared > maxBytes) {
-    void response.body.cancel()
+    void body.cancel()
     throw new UpstreamTooLargeError(maxBytes)
   }
+  // A pull-based wrapper rather than pipeThrough(TransformStream): a pipe costs several promises
+  // and a second queue per chunk, on every call.
+  const reader = body.getReader()
   let seen = 0
-  const counted = response.body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        seen += chunk.byteLength
-        if (seen > maxBytes) controller.error(new UpstreamTooLargeError(maxBytes))
-        else controller.enqueue(chunk)
-      },
-    }),
-  )
+  const counted = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done: ended, value } = await reader.read()
+        if (ended) {
+          done()
+          controller.close()
+          return
+        }
+        seen += value.byteLength
+        if (seen > maxBytes) {
+          done()
+          controller.error(new UpstreamTooLargeError(maxBytes))
+          await reader.cancel()
+          return
+        }
+        controller.enqueue(value)
+      } catch (error) {
+        done()
+        controller.error(error)
+      }
+    },
+    cancel(reason) {
+      done()
+      return reader.cancel(reason)
+    },
+  })
   return new Response(counted, { status: response.status, statusText: response.statusText, headers: response.headers })
 }
