@@ -37,12 +37,21 @@ export async function connectUpstream(options: {
   // read as a broken server: keep the UpstreamAuthError, so the caller asks for a sign-in.
   let refused: UpstreamAuthError | undefined
   const fetchKeepingRefusal: FetchLike = async (input, init) => {
+    let response: Response
     try {
-      return await options.fetch(input, init)
+      response = await options.fetch(input, init)
     } catch (error) {
       if (error instanceof UpstreamAuthError) refused = error
       throw error
     }
+    // MCP 2024-11-05 HTTP+SSE: a server that forgot the session (it restarted) answers the
+    // messages POSTed to it 404. The SDK reports that as an untyped Error, so it is typed here:
+    // the pool retires the session and the caller reopens it, as for Streamable HTTP.
+    if (init?.method === 'POST' && response.status === 404) {
+      await response.body?.cancel()
+      throw new LegacySessionLostError()
+    }
+    return response
   }
   try {
     await legacy.connect(new SSEClientTransport(url, { fetch: fetchKeepingRefusal }), { timeout: options.timeoutMs })
@@ -80,9 +89,17 @@ export async function closeUpstream(client: Client, options: { terminate: boolea
   }
 }
 
+/** A legacy HTTP+SSE server answered 404 to a message for its session: it no longer knows it. */
+class LegacySessionLostError extends Error {
+  constructor() {
+    super('the MCP server no longer knows this session (HTTP 404)')
+    this.name = 'LegacySessionLostError'
+  }
+}
+
 /** MCP Streamable HTTP, "Session Management": HTTP 404 to a request with a session id means the server forgot the session. */
 export function isSessionLost(error: unknown): boolean {
-  return error instanceof StreamableHTTPError && error.code === 404
+  return (error instanceof StreamableHTTPError && error.code === 404) || error instanceof LegacySessionLostError
 }
 
 /** Settles as `work` does, or resolves after `ms`, whichever comes first. */
