@@ -88,7 +88,8 @@ export function registerHttpMetrics(app: FastifyInstance, registry: Registry): v
     requests.inc({ route, outcome: outcomes.get(request) ?? (status < 400 ? 'ok' : `http_${status}`) })
   })
 
-  app.get('/metrics', async (_request, reply) => {
+  // Scraped every few seconds: its request lines stay out of the log.
+  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
     reply.header('content-type', registry.contentType)
     return registry.metrics()
   })

@@ -1,8 +1,10 @@
+import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
+import { makeApp } from './helpers.ts'
 
 let as: AuthorizationServer
 let docs: McpUpstream
@@ -108,5 +110,23 @@ describe('GET /metrics counts what the relay did, by domain outcome', () => {
     expect((await callTool('dave', 'open::whoami')).body.ok).toBe(true)
     expect((await scrape()).get('mcp_relay_pool_sessions')).toBe(relay.deps.pool.size())
     expect(relay.deps.pool.size()).toBe((before ?? 0) + 1)
+  })
+})
+
+describe('probes and scrapes stay out of the log', () => {
+  it('GET /healthz, /readyz and /metrics write no request lines; other routes do', async () => {
+    const lines: string[] = []
+    const stream = new Writable({
+      write(chunk, _encoding, callback) {
+        lines.push(...String(chunk).split('\n').filter(Boolean))
+        callback()
+      },
+    })
+    const { app } = await makeApp({ deps: { logger: { level: 'info', stream } } })
+    for (const url of ['/healthz', '/readyz', '/metrics']) expect((await app.inject({ method: 'GET', url })).statusCode, url).toBe(200)
+    expect(lines).toEqual([])
+    await app.inject({ method: 'GET', url: '/openapi.json' })
+    await app.close()
+    expect(lines.map((line) => JSON.parse(line).msg)).toEqual(['incoming request', 'request completed'])
   })
 })

@@ -9,10 +9,13 @@ export interface HealthRoutesOptions {
 /** Liveness (the process answers) and readiness (its store answers). */
 export async function healthRoutes(fastify: FastifyInstance, options: HealthRoutesOptions): Promise<void> {
   const { relay } = options
+  // Probes arrive every few seconds from Docker and Kubernetes: their request lines stay out of
+  // the log; a failing readiness check is still logged (an error, at error level).
+  const quiet = { logLevel: 'warn' } as const
 
-  fastify.get('/healthz', async () => ({ status: 'ok' }))
+  fastify.get('/healthz', quiet, async () => ({ status: 'ok' }))
 
-  fastify.get('/readyz', async () => {
+  fastify.get('/readyz', quiet, async () => {
     try {
       await relay.checkReady()
     } catch (error) {
