@@ -2,12 +2,46 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv'
+import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js'
+import { answerCutShortStreams } from './cut-short-streams.ts'
 import { UpstreamAuthError, type FetchLike } from './upstream-fetch.ts'
 
 export const RELAY_CLIENT_INFO = { name: 'mcp-auth-relay', version: '1.0.0' } as const
 
 /** How long ending a session may take before the transport is closed anyway. */
 const TERMINATE_TIMEOUT_MS = 2000
+
+/** Distinct tool output schemas kept compiled before the shared validator starts afresh. */
+const MAX_COMPILED_SCHEMAS = 1000
+
+/**
+ * One JSON Schema validator (for tools' outputSchema) shared by every pooled Client. Left to
+ * itself the SDK builds an Ajv instance per Client: about 17 KB of heap and 0.1–0.2 ms of CPU
+ * per session (docs/benchmarks.md). Validators are shared by schema text; Ajv keeps every schema
+ * it compiles, so the instance is replaced after MAX_COMPILED_SCHEMAS of them.
+ */
+function createSharedSchemaValidator(): jsonSchemaValidator {
+  let ajv = new AjvJsonSchemaValidator()
+  const compiled = new Map<string, JsonSchemaValidator<unknown>>()
+  return {
+    getValidator<T>(schema: JsonSchemaType): JsonSchemaValidator<T> {
+      const key = JSON.stringify(schema)
+      let validator = compiled.get(key)
+      if (!validator) {
+        if (compiled.size >= MAX_COMPILED_SCHEMAS) {
+          compiled.clear()
+          ajv = new AjvJsonSchemaValidator()
+        }
+        validator = ajv.getValidator(schema)
+        compiled.set(key, validator)
+      }
+      return validator as JsonSchemaValidator<T>
+    },
+  }
+}
+
+const sharedSchemaValidator = createSharedSchemaValidator()
 
 /**
  * Connects an SDK Client to an MCP server: Streamable HTTP first; when the server refuses it
@@ -24,7 +58,8 @@ export async function connectUpstream(options: {
   const url = new URL(options.url)
   const streamable = newClient(options)
   try {
-    await streamable.connect(new StreamableHTTPClientTransport(url, { fetch: options.fetch }), { timeout: options.timeoutMs })
+    const transport = new StreamableHTTPClientTransport(url, { fetch: answerCutShortStreams(options.fetch) })
+    await streamable.connect(transport, { timeout: options.timeoutMs })
     streamable.onclose = options.onClose
     return streamable
   } catch (error) {
@@ -65,7 +100,7 @@ export async function connectUpstream(options: {
 }
 
 function newClient(options: { onToolsChanged: () => void }): Client {
-  const client = new Client(RELAY_CLIENT_INFO, { capabilities: {} })
+  const client = new Client(RELAY_CLIENT_INFO, { capabilities: {}, jsonSchemaValidator: sharedSchemaValidator })
   // MCP "Tools / List Changed Notification": the cached list for this server is stale.
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => options.onToolsChanged())
   return client
