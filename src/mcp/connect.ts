@@ -21,7 +21,7 @@ const MAX_COMPILED_SCHEMAS = 1000
  * per session (docs/benchmarks.md). Validators are shared by schema text; Ajv keeps every schema
  * it compiles, so the instance is replaced after MAX_COMPILED_SCHEMAS of them.
  */
-function createSharedSchemaValidator(): jsonSchemaValidator {
+export function createSharedSchemaValidator(): jsonSchemaValidator {
   let ajv = new AjvJsonSchemaValidator()
   const compiled = new Map<string, JsonSchemaValidator<unknown>>()
   return {

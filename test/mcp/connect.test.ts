@@ -1,6 +1,6 @@
 // connectUpstream against a real SDK MCP server.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { closeUpstream, connectUpstream } from '../../src/mcp/connect.ts'
+import { closeUpstream, connectUpstream, createSharedSchemaValidator } from '../../src/mcp/connect.ts'
 import { createUpstreamFetch } from '../../src/mcp/upstream-fetch.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 
@@ -24,17 +24,31 @@ const connect = () =>
   })
 
 describe('connectUpstream', () => {
-  it('shares one compiled output-schema validator among sessions, and still validates with it', async () => {
+  it('validates structured content against the output schema on every session', async () => {
     const [first, second] = await Promise.all([connect(), connect()])
     await Promise.all([first.listTools(), second.listTools()])
-    const validator = first.getToolOutputValidator('whoami')
-    expect(validator).toBeDefined()
-    expect(second.getToolOutputValidator('whoami')).toBe(validator)
-    expect(validator!({ sub: 'someone' }).valid).toBe(true)
-    expect(validator!({ sub: 42 }).valid).toBe(false)
-    const result = await second.callTool({ name: 'whoami', arguments: {} })
-    expect(result.structuredContent).toEqual({ sub: null })
+    for (const client of [first, second]) {
+      expect((await client.callTool({ name: 'whoami', arguments: {} })).structuredContent).toEqual({ sub: null })
+    }
     await Promise.all([closeUpstream(first, { terminate: true }), closeUpstream(second, { terminate: true })])
     expect(upstream.counters.sessionsOpen()).toBe(0)
+  })
+})
+
+describe('createSharedSchemaValidator', () => {
+  it('compiles a schema once by its text, and validates with it', () => {
+    const shared = createSharedSchemaValidator()
+    const schema = () => ({ type: 'object' as const, properties: { sub: { type: 'string' as const } }, required: ['sub'] })
+    const validator = shared.getValidator(schema())
+    expect(shared.getValidator(schema())).toBe(validator)
+    expect(validator({ sub: 'someone' }).valid).toBe(true)
+    expect(validator({ sub: 42 })).toMatchObject({ valid: false, errorMessage: expect.stringContaining('sub') })
+  })
+
+  it('starts afresh after 1,000 distinct schemas, so it holds a bounded number', () => {
+    const shared = createSharedSchemaValidator()
+    const first = shared.getValidator({ type: 'object', title: 'schema 0' })
+    for (let i = 1; i <= 1000; i++) shared.getValidator({ type: 'object', title: `schema ${i}` })
+    expect(shared.getValidator({ type: 'object', title: 'schema 0' })).not.toBe(first)
   })
 })
