@@ -53,7 +53,16 @@ export async function beginSignIn(
 
 export type FinishSignInResult =
   | { kind: 'token'; owner: TokenOwner; serverId: string; token: UpstreamToken }
-  | { kind: 'failed'; status: 400 | 502; message: string; oauthError?: string; owner?: TokenOwner }
+  | {
+      kind: 'failed'
+      status: 400 | 502
+      message: string
+      /** The token endpoint's OAuth error code. */
+      oauthError?: string
+      /** The authorization response's `error`, as the browser brought it (anyone can forge one). */
+      callbackError?: string
+      owner?: TokenOwner
+    }
 
 /**
  * The authorization server sent the browser back: take the flow by `state` (once), exchange the
@@ -74,7 +83,10 @@ export async function finishSignIn(
   const owner: TokenOwner = { tenant: flow.tenant, userId: flow.userId, serverId: flow.serverId }
   const refused = callbackQuery.get('error')
   if (refused) {
-    return { kind: 'failed', status: 400, owner, oauthError: refused, message: `Sign-in was not completed: ${callbackQuery.get('error_description') || refused}` }
+    // Shown and logged, never taken as the authorization server's word: an `invalid_client` put
+    // here by hand would otherwise make the relay forget its client registration, and every user
+    // of the server would be signed out at their next refresh (under a new client_id).
+    return { kind: 'failed', status: 400, owner, callbackError: refused, message: `Sign-in was not completed: ${callbackQuery.get('error_description') || refused}` }
   }
   const server = await findServer(flow.serverId)
   if (!server || server.client.clientId !== flow.clientId || server.auth.metadata.issuer !== flow.issuer) {

@@ -42,7 +42,7 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL): Promise
       const { auth } = await resolveServerAuth(deps, server)
       await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps, server))
     }
-    deps.logger.warn({ serverId: result.owner?.serverId, oauthError: result.oauthError }, 'sign-in failed')
+    deps.logger.warn({ serverId: result.owner?.serverId, oauthError: result.oauthError, callbackError: result.callbackError }, 'sign-in failed')
     // Only a configured server id becomes a label value; a callback without a live flow has none.
     deps.metrics.recordSignIn(server ? server.serverId : 'unknown', 'failed')
     return { kind: 'failed', status: result.status, message: result.message }

@@ -14,6 +14,8 @@ let docs: McpUpstream
 let relay: TestRelay
 let browser: Browser | undefined
 const tally = createTally('sign-in-endpoints')
+/** Moves the relay's clock (not the authorization server's), to make its tokens due for refresh. */
+let clockOffsetMs = 0
 
 beforeAll(async () => {
   as = await startAuthorizationServer()
@@ -21,6 +23,7 @@ beforeAll(async () => {
   relay = await startRelay({
     servers: [{ server_id: 'docs', description: 'Internal docs', mcp_url: docs.url }],
     env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host },
+    now: () => Date.now() + clockOffsetMs,
   })
 })
 
@@ -222,6 +225,32 @@ describe('a code issued to another client', () => {
     expect(page.status).toBe(400)
     expect(tokenRequestCount()).toBe(before)
     expect((await whoami(relay, 'iss-victim')).body.error_code).toBe('NOT_AUTHORIZED')
+  })
+})
+
+describe('error= forged on one\'s own flow', () => {
+  // The error parameter comes from the browser, which anyone controls: it must not be taken as
+  // the authorization server's word about the relay's client. Forgetting the dynamically
+  // registered client would make every user's next refresh go out under a new client_id, which
+  // the server refuses: one request signing out every user of the server.
+  it('error=invalid_client does not make the relay drop its client registration', async () => {
+    await signIn(relay, 'bystander', 'bystander')
+    const clientsBefore = new Set(as.tokenRequests.map((request) => request.clientId))
+    for (const error of ['invalid_client', 'unauthorized_client', 'invalid_grant']) {
+      const state = await liveState('mallory')
+      const page = await callback(`${relay.url}/oauth/callback?${new URLSearchParams({ state, error, iss: as.issuer })}`)
+      expect(page.status).toBe(400)
+    }
+    clockOffsetMs = 2 * 60_000
+    try {
+      const after = await whoami(relay, 'bystander')
+      expect(after.sub, JSON.stringify(after.body)).toBe('bystander')
+    } finally {
+      clockOffsetMs = 0
+    }
+    const refreshes = as.tokenRequests.filter((request) => request.grantType === 'refresh_token')
+    expect(refreshes.at(-1)).toMatchObject({ ok: true })
+    expect(clientsBefore).toContain(refreshes.at(-1)!.clientId)
   })
 })
 
