@@ -1,7 +1,7 @@
 import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { RelayDeps } from './deps.ts'
 import { toolsOf } from './list-tools.ts'
-import { findServer } from './select-servers.ts'
+import { findServer, quote } from './select-servers.ts'
 import type { Caller, CallToolResult } from './types.ts'
 import { withUpstream } from './upstream-access.ts'
 
@@ -39,7 +39,7 @@ export async function callTool(
   if (access.value.kind === 'rejected' || access.value.result.isError === true) {
     const known = await toolsOf(deps, caller, server)
     if (known.kind === 'tools' && !known.tools.some((tool) => tool.name === request.toolName)) {
-      return { ok: false, error_code: 'UNKNOWN_TOOL', tool_ref: toolRef, message: `${server.serverId} has no tool named ${JSON.stringify(request.toolName)}; call mcp_tool_list for the available tool_refs.` }
+      return { ok: false, error_code: 'UNKNOWN_TOOL', tool_ref: toolRef, message: `${server.serverId} has no tool named ${quote(request.toolName)}; call mcp_tool_list for the available tool_refs.` }
     }
   }
   if (access.value.kind === 'rejected') {

@@ -202,6 +202,26 @@ describe('tool_ref and input', () => {
   })
 })
 
+describe('answers stay small whatever the request repeats', () => {
+  it('names at most a few unknown servers, each cut short', async () => {
+    const cases: Array<[string, object]> = [
+      ['/tools/auth-status', { user_id: 'a', server_ids: Array.from({ length: 30_000 }, (_, i) => `unknown-${i}`).join(',') }],
+      ['/tools/list-tools', { user_id: 'a', server_id: 'z'.repeat(500_000) }],
+      ['/tools/call-tool', { user_id: 'a', tool_ref: `${'x'.repeat(500_000)}::y`, input: {} }],
+      ['/oauth/reset', { user_id: 'a', server_id: 'r'.repeat(500_000) }],
+    ]
+    for (const [path, body] of cases) {
+      const answer = await sendChecked(relay, tally, post(path, body))
+      expect(answer.status, path).toBe(400)
+      expect(answer.json.error.code).toBe('UNKNOWN_SERVER')
+      expect(answer.json.error.message.length, path).toBeLessThan(600)
+    }
+    const unknownTool = await sendChecked(relay, tally, post('/tools/call-tool', { user_id: 'alice', tool_ref: `docs::${'t'.repeat(500_000)}`, input: {} }))
+    expect(unknownTool.json.error_code).toBe('UNKNOWN_TOOL')
+    expect(unknownTool.json.message.length).toBeLessThan(600)
+  })
+})
+
 describe('bodies that are not what the route takes', () => {
   const bodies: Array<{ name: string; request: (path: string) => RawRequest; status: number | 'any' }> = [
     { name: 'no content type', request: (path) => ({ path, headers: auth, body: new TextEncoder().encode('{"user_id":"a"}') }), status: 400 },
