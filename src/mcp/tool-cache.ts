@@ -54,13 +54,24 @@ export function createToolListCache(deps: { keyv: Keyv; ttlMs: number }): ToolLi
 }
 
 const MAX_PAGES = 100
+/**
+ * A bound on a whole list, as on one response (DESIGN.md §6): without it a server that pages on
+ * and on fills the relay's memory, the store and the answer (100 pages of 16 MiB each).
+ */
+const MAX_LIST_CHARACTERS = 16 * 1024 * 1024
 
-/** `tools/list` followed through every page (MCP "Pagination"), with a cap against endless cursors. */
+/**
+ * `tools/list` followed through every page (MCP "Pagination"), with caps against endless cursors
+ * and endless lists: past either, the tools read so far are the list.
+ */
 export async function listAllTools(client: Client, timeoutMs: number): Promise<Tool[]> {
   const tools: Tool[] = []
+  let characters = 0
   let cursor: string | undefined
   for (let page = 0; page < MAX_PAGES; page++) {
     const result = await client.listTools(cursor === undefined ? {} : { cursor }, { timeout: timeoutMs })
+    characters += JSON.stringify(result.tools).length
+    if (characters > MAX_LIST_CHARACTERS) return tools
     tools.push(...result.tools)
     cursor = result.nextCursor
     if (!cursor) return tools

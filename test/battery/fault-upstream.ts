@@ -22,6 +22,7 @@ export type FaultMode =
   | 'huge-sse'
   | 'redirect'
   | 'reset'
+  | 'endless-tools'
 
 export interface FaultUpstream {
   url: string
@@ -33,6 +34,8 @@ export interface FaultUpstream {
   requests(): number
   /** Requests held open by 'hang' right now. */
   hanging(): number
+  /** tools/list pages answered by 'endless-tools'. */
+  toolPages(): number
   close(): Promise<void>
 }
 
@@ -52,6 +55,7 @@ export async function startFaultUpstream(options: {
   let scope: 'any' | 'tools/call' = 'any'
   const authorizations: string[] = []
   let requests = 0
+  let toolPages = 0
   const held = new Set<ServerResponse>()
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
@@ -88,8 +92,16 @@ export async function startFaultUpstream(options: {
     const message = parse(body)
     const applies = scope === 'any' || message?.method === scope
     const effective: FaultMode = applies ? mode : 'pass'
+    if (effective === 'endless-tools' && message?.method === 'tools/list') {
+      // Every page about 2 MiB, and always another one after it.
+      toolPages++
+      const tool = { name: `tool_${toolPages}`, description: 'd'.repeat(2 * 1024 * 1024), inputSchema: { type: 'object' } }
+      json(res, 200, { jsonrpc: '2.0', id: message.id, result: { tools: [tool], nextCursor: `page-${toolPages}` } })
+      return
+    }
     switch (effective) {
       case 'pass':
+      case 'endless-tools':
         await forward(req, res, body)
         return
       case 'hang':
@@ -164,6 +176,7 @@ export async function startFaultUpstream(options: {
     authorizations,
     requests: () => requests,
     hanging: () => held.size,
+    toolPages: () => toolPages,
     async close() {
       for (const res of held) res.destroy()
       server.closeAllConnections()

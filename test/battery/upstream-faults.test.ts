@@ -170,6 +170,26 @@ describe('a signed-in user whose upstream misbehaves', () => {
   })
 })
 
+describe('a tool list without end', () => {
+  it('stops at a bound on the whole list, not after a hundred 2 MiB pages', async () => {
+    tally.fault('endless tools/list')
+    await relay.deps.toolCache.drop('server:flaky')
+    flaky.setMode('endless-tools')
+    try {
+      const { value: list, ms } = await timed(() => relay.post('/tools/list-tools', { user_id: 'alice', server_id: 'flaky' }))
+      tally.add(list.status)
+      expect(list.status).toBe(200)
+      // 16 MiB of tool definitions at most: eight or nine pages of this size.
+      expect(flaky.toolPages()).toBeLessThanOrEqual(9)
+      expect(JSON.stringify(list.body).length).toBeLessThan(20 * 1024 * 1024)
+      expect(ms).toBeLessThan(BOUND_MS)
+    } finally {
+      flaky.setMode('pass')
+      await relay.deps.toolCache.drop('server:flaky')
+    }
+  })
+})
+
 describe('one slow or dead upstream never holds up the others', () => {
   it('healthy calls for other servers and users finish while the slow one hangs', async () => {
     tally.fault('slow upstream beside healthy ones')
