@@ -34,7 +34,12 @@ export class TransientRefreshError extends Error {
   }
 }
 
-const inProcess = new Map<string, Promise<RefreshOutcome>>()
+// Refreshes running in this process, per token store: keyed by the store as well as the owner,
+// so two relays in one process (tests, or two stores) never hand each other their tokens.
+const inProcess = new WeakMap<TokenStore, Map<string, Promise<RefreshOutcome>>>()
+
+/** The lease on the refresh lock; renewed every ttl/3 while the refresh runs (store/lock.ts). */
+const LEASE_TTL_MS = 10_000
 
 /**
  * Refreshes `stale`, the token this caller found unusable. Three outcomes, as Pomerium documents
@@ -55,15 +60,18 @@ export function refreshUpstreamToken(
   server: () => Promise<{ auth: ServerAuth; client: ClientRegistration }>,
 ): Promise<RefreshOutcome> {
   const key = tokenKey(owner)
-  const running = inProcess.get(key)
-  if (running) return running
-  const refreshing = withLock(deps.lock, `refresh:${key}`, () => refreshUnderLock(deps, owner, stale, server), {
+  let running = inProcess.get(deps.tokens)
+  if (!running) inProcess.set(deps.tokens, (running = new Map()))
+  const joined = running.get(key)
+  if (joined) return joined
+  const refreshing = withLock(deps.lock, `refresh:${key}`, (leaseLost) => refreshUnderLock(deps, owner, stale, server, leaseLost), {
     // The lease is renewed every ttl/3 while the token request runs; it only lapses when this
-    // process dies, and then another replica takes over after the ttl.
-    ttlMs: 10_000,
-    waitMs: deps.timeoutMs + 10_000,
-  }).finally(() => inProcess.delete(key))
-  inProcess.set(key, refreshing)
+    // process dies (another replica takes over after the ttl) or cannot reach the store to renew
+    // it, and then the token request is aborted before another replica can take over.
+    ttlMs: LEASE_TTL_MS,
+    waitMs: deps.timeoutMs + LEASE_TTL_MS,
+  }).finally(() => running.delete(key))
+  running.set(key, refreshing)
   refreshing.then((outcome) => deps.onRefreshed?.(owner.serverId, outcome.kind), () => deps.onRefreshed?.(owner.serverId, 'transient'))
   return refreshing
 }
@@ -73,6 +81,7 @@ async function refreshUnderLock(
   owner: TokenOwner,
   stale: UpstreamToken,
   server: () => Promise<{ auth: ServerAuth; client: ClientRegistration }>,
+  leaseLost: AbortSignal,
 ): Promise<RefreshOutcome> {
   // Waiters re-read the store after the lock instead of refreshing again.
   const current = await deps.tokens.get(owner)
@@ -86,6 +95,16 @@ async function refreshUnderLock(
 
   const { auth, client } = await server()
   const config = createClientConfiguration(deps, auth, client)
+  // DESIGN.md §5: the lease must not run out while the request is in flight. When it is lost, or
+  // about to run out because renewals fail, the request is abandoned before another replica can
+  // take the lock: a request the server has not read yet then never counts (its refresh token
+  // stays unused, as the store still says); one it has read cannot be called back.
+  const send = config[oidc.customFetch]!
+  config[oidc.customFetch] = (url, options) =>
+    send(url, { ...options, signal: options.signal ? AbortSignal.any([options.signal, leaseLost]) : leaseLost })
+  // RFC 6749 §5.1: expires_in counts from when the server answered; counting from before the
+  // request keeps the relay's idea of the expiry on the early side of the server's.
+  const sentAt = deps.now()
   try {
     // RFC 8707 §2: the resource goes on the refresh request too.
     const response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource })
@@ -95,7 +114,7 @@ async function refreshUnderLock(
       resource: current.resource,
       requestedScope: current.scope,
       previous: current,
-      now: deps.now(),
+      now: sentAt,
     })
     await deps.tokens.put(owner, token)
     deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token refreshed')

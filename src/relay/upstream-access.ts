@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerConfig } from '../config/load-config.ts'
@@ -17,6 +18,21 @@ export type Access<T> =
   | { kind: 'ok'; value: T; authorized: boolean }
   | { kind: 'need-auth'; loginUrl: string; message: string }
   | { kind: 'error'; code: 'UPSTREAM_ERROR' | 'TIMEOUT'; message: string }
+
+/**
+ * The access token of the call in progress, for the requests that call makes. One user's
+ * concurrent calls share a pooled session, whose token is the last caller's: a call still holding
+ * the previous token could otherwise put it on the retry of a call that has just refreshed, and
+ * that fresh token would seem refused, signing the user out for nothing. Once a call has ended,
+ * what outlives it in its context (the session it opened, its GET stream and that stream's
+ * reconnects) sends the session's latest token.
+ */
+const callToken = new AsyncLocalStorage<{ readonly accessToken: string | undefined; ended: boolean }>()
+
+function currentToken(session: () => string | undefined): string | undefined {
+  const call = callToken.getStore()
+  return call && !call.ended ? call.accessToken : session()
+}
 
 /** At most this many step-up sign-ins for one (user, server) within STEP_UP_WINDOW_MS. */
 const MAX_STEP_UPS = 2
@@ -50,11 +66,19 @@ export async function withUpstream<T>(
   }
 
   let sessionLost = false
+  let switched = false
   for (;;) {
     try {
-      const value = await deps.pool.use(poolKey(owner), token?.accessToken, openSession(deps, owner, server, timeoutMs), (client) =>
-        deps.metrics.timeUpstream(server.serverId, () => fn(client, timeoutMs)),
-      )
+      const call = { accessToken: token?.accessToken, ended: false }
+      const value = await callToken
+        .run(call, () =>
+          deps.pool.use(poolKey(owner), call.accessToken, openSession(deps, owner, server, timeoutMs), (client) =>
+            deps.metrics.timeUpstream(server.serverId, () => fn(client, timeoutMs)),
+          ),
+        )
+        .finally(() => {
+          call.ended = true
+        })
       if (!token) await markOpen(deps, server)
       return { kind: 'ok', value, authorized: token !== undefined }
     } catch (error) {
@@ -62,9 +86,19 @@ export async function withUpstream<T>(
         if (!token) return needAuth(deps, owner, server, { challenge: error.challenge })
         if (refreshed) {
           // MCP "Token Handling": a token that was just refreshed and is still refused is not
-          // refreshed again; the user signs in anew.
-          await deps.tokens.remove(owner)
-          deps.logger.warn({ serverId: server.serverId }, 'fresh token refused by the server, token removed')
+          // refreshed again; the user signs in anew. Unless the store meanwhile holds a newer one
+          // (another call or replica signed in or refreshed again): that one gets its own try,
+          // and is not deleted on account of the token it replaced.
+          const stored = await deps.tokens.get(owner)
+          if (stored && stored.accessToken !== token.accessToken && !switched) {
+            switched = true
+            token = stored
+            continue
+          }
+          if (stored?.accessToken === token.accessToken) {
+            await deps.tokens.remove(owner)
+            deps.logger.warn({ serverId: server.serverId }, 'fresh token refused by the server, token removed')
+          }
           return needAuth(deps, owner, server, { challenge: error.challenge })
         }
         const outcome = await refresh(deps, owner, server, token)
@@ -106,7 +140,13 @@ export async function freshToken(
   if (!token) return { kind: 'none' }
   if (!isNearExpiry(token, deps.now())) return { kind: 'token', token, refreshed: false }
   const outcome = await refresh(deps, owner, server, token)
-  return outcome.kind === 'token' ? { kind: 'token', token: outcome.token, refreshed: true } : outcome
+  if (outcome.kind === 'token') return { kind: 'token', token: outcome.token, refreshed: true }
+  // An early refresh that failed for now (the authorization server is down) does not fail a call
+  // the current token can still make: the refresh is tried again on the next call.
+  if (outcome.kind === 'error' && token.expiresAt !== undefined && deps.now() < token.expiresAt) {
+    return { kind: 'token', token, refreshed: false }
+  }
+  return outcome
 }
 
 /**
@@ -215,7 +255,7 @@ function openSession(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, t
   return (accessToken: () => string | undefined, onClose: () => void) =>
     connectUpstream({
       url: server.mcpUrl,
-      fetch: createUpstreamFetch({ accessToken, maxResponseBytes: deps.maxUpstreamResponseBytes, fetch: deps.upstreamFetch }),
+      fetch: createUpstreamFetch({ accessToken: () => currentToken(accessToken), maxResponseBytes: deps.maxUpstreamResponseBytes, fetch: deps.upstreamFetch }),
       timeoutMs,
       onClose,
       onToolsChanged: () => {

@@ -31,7 +31,9 @@ export class LockWaitTimeoutError extends RelayError {
  * LockWaitTimeoutError if the lock stayed held for waitMs; STORE_UNAVAILABLE if the backend failed
  * while acquiring. While fn runs the lease is renewed every ttlMs/3, so it cannot run out mid-call
  * (DESIGN.md §5: an expired refresh lock lets a second replica replay a rotated refresh token);
- * if a renewal finds the lease lost, `signal` aborts. A holder that dies is taken over after ttlMs.
+ * `signal` aborts if a renewal finds the lease lost, or when renewals have failed for so long
+ * that the lease is about to run out (the store stopped answering this replica, perhaps only
+ * this one): fn must then stop what the lock protects. A holder that dies is taken over after ttlMs.
  */
 export async function withLock<T>(
   lock: StoreLock,
@@ -41,26 +43,44 @@ export async function withLock<T>(
 ): Promise<T> {
   const { ttlMs, waitMs, pollMs = 50 } = opts
   const giveUpAt = Date.now() + waitMs
+  // Times are taken before each call: the lease the store grants ends no earlier than that + ttlMs.
+  let askedAt = Date.now()
   let owner = await lock.acquire(key, ttlMs)
   while (owner === undefined) {
     const remaining = giveUpAt - Date.now()
     if (remaining <= 0) throw new LockWaitTimeoutError(waitMs)
     await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, remaining)))
+    askedAt = Date.now()
     owner = await lock.acquire(key, ttlMs)
   }
   const held = owner
   const lost = new AbortController()
   let timer: NodeJS.Timeout | undefined
+  // Fires a fifth of the ttl before the lease could end unless a renewal pushes it back: renewals
+  // that keep failing (or hang) must not let fn run on past the lease unawares.
+  let deadline: NodeJS.Timeout | undefined
+  const armDeadline = (grantedAt: number) => {
+    clearTimeout(deadline)
+    deadline = setTimeout(() => {
+      lost.abort(new Error('The lock lease could not be renewed in time'))
+      clearTimeout(timer)
+      timer = undefined
+    }, Math.max(grantedAt + ttlMs - ttlMs / 5 - Date.now(), 0))
+  }
+  armDeadline(askedAt)
   // A chain of timeouts, not an interval: a slow renewal never overlaps the next one.
   const scheduleRenewal = () => {
     timer = setTimeout(async () => {
+      const renewing = Date.now()
       try {
         if (!(await lock.renew(key, held, ttlMs))) {
           lost.abort(new Error('The lock lease was lost'))
+          clearTimeout(deadline)
           return
         }
+        if (!lost.signal.aborted) armDeadline(renewing)
       } catch {
-        // The backend is unreachable: try again next tick; two more tries fit before the lease ends.
+        // The backend is unreachable: try again next tick; the deadline aborts fn if none succeeds in time.
       }
       if (timer !== undefined) scheduleRenewal()
     }, ttlMs / 3)
@@ -70,6 +90,7 @@ export async function withLock<T>(
     return await fn(lost.signal)
   } finally {
     clearTimeout(timer)
+    clearTimeout(deadline)
     timer = undefined
     try {
       await lock.release(key, held)

@@ -158,4 +158,25 @@ describe.each(BACKENDS)('$kind lock', ({ kind, url }) => {
     )
     expect(seen).toBe(true)
   })
+
+  it('aborts the body\'s signal before the lease can run out when renewals keep failing', async () => {
+    await setUp()
+    // The store stops answering this replica's renewals: the lease would end at ttl with nobody told.
+    const unreachable: StoreLock = { ...lock, renew: async () => Promise.reject(new Error('store unreachable')) }
+    const seen = await withLock(
+      unreachable,
+      'refresh',
+      (signal) =>
+        new Promise<{ reason: string; takenOver: boolean } | undefined>((resolve) => {
+          const timer = setTimeout(() => resolve(undefined), 5000)
+          signal.addEventListener('abort', async () => {
+            clearTimeout(timer)
+            // Aborted while the lease still holds: another replica cannot have the lock yet.
+            resolve({ reason: String((signal.reason as Error).message), takenOver: (await lock.acquire('refresh', 1500)) !== undefined })
+          })
+        }),
+      { ttlMs: 1500, waitMs: 100 },
+    )
+    expect(seen).toEqual({ reason: 'The lock lease could not be renewed in time', takenOver: false })
+  })
 })
