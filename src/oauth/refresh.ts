@@ -1,4 +1,6 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import * as oidc from 'openid-client'
+import { isRelayError } from '../errors.ts'
 import type { StoreLock } from '../store/lock.ts'
 import { withLock } from '../store/lock.ts'
 import type { TokenOwner, TokenStore, UpstreamToken } from '../store/tokens.ts'
@@ -105,20 +107,10 @@ async function refreshUnderLock(
   // RFC 6749 §5.1: expires_in counts from when the server answered; counting from before the
   // request keeps the relay's idea of the expiry on the early side of the server's.
   const sentAt = deps.now()
+  let response: Awaited<ReturnType<typeof oidc.refreshTokenGrant>>
   try {
     // RFC 8707 §2: the resource goes on the refresh request too.
-    const response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource })
-    const token = toUpstreamToken(response, {
-      issuer: current.issuer,
-      clientId: current.clientId,
-      resource: current.resource,
-      requestedScope: current.scope,
-      previous: current,
-      now: sentAt,
-    })
-    await deps.tokens.put(owner, token)
-    deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token refreshed')
-    return { kind: 'token', token }
+    response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource })
   } catch (error) {
     const failure = describeOAuthFailure(error, 'Token refresh failed')
     if (!failure.transient && (isPermanentGrantError(failure) || failure.oauthError !== undefined)) {
@@ -128,5 +120,39 @@ async function refreshUnderLock(
     }
     deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant }, 'refresh failed, token kept')
     throw new TransientRefreshError(failure.message, { cause: error })
+  }
+  const token = toUpstreamToken(response, {
+    issuer: current.issuer,
+    clientId: current.clientId,
+    resource: current.resource,
+    requestedScope: current.scope,
+    previous: current,
+    now: sentAt,
+  })
+  await storeRefreshed(deps, owner, token, leaseLost)
+  deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token refreshed')
+  return { kind: 'token', token }
+}
+
+/** The pause between tries to store a refreshed token while the store does not answer. */
+const STORE_RETRY_MS = 250
+
+/**
+ * Stores a refreshed token. The server may have rotated the refresh token, and this process holds
+ * the only copy of the new one: a store that fails for a moment is tried again while the lease
+ * holds, rather than the new token lost (the next refresh would send the used one, and with reuse
+ * detection the user would be signed out). Throws STORE_UNAVAILABLE once the lease runs out.
+ */
+async function storeRefreshed(deps: RefreshDeps, owner: TokenOwner, token: UpstreamToken, leaseLost: AbortSignal): Promise<void> {
+  for (let tries = 1; ; tries++) {
+    try {
+      await deps.tokens.put(owner, token)
+      return
+    } catch (error) {
+      if (!isRelayError(error, 'STORE_UNAVAILABLE') || leaseLost.aborted) throw error
+      if (tries === 1) deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant }, 'refreshed token not stored yet, retrying')
+      // Rejects when the lease runs out mid-pause; the loop then makes its last try.
+      await delay(STORE_RETRY_MS, undefined, { signal: leaseLost }).catch(() => undefined)
+    }
   }
 }

@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRedisProcess } from '../store/redis-process.ts'
-import type { RelayProcess } from '../support/relay-process.ts'
-import { deploymentEnv, expectSignedInAs, signIn, startPeers, startReplica, waitUntil, type Peers } from './lifecycle-peers.ts'
+import { signOutsIn, type RelayProcess } from '../support/relay-process.ts'
+import {
+  deploymentEnv, expectSignedInAs, signIn, startPeers, startReplica, waitForExpiry, waitUntil, whoami, type Peers,
+} from './lifecycle-peers.ts'
 
 describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
   let peers: Peers
@@ -48,5 +50,28 @@ describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
     // Sign-in works again too: the store takes new tickets, flows and tokens.
     await signIn(relay, 'newcomer')
     await expectSignedInAs(relay, 'newcomer')
+  }, 60_000)
+
+  it('keeps a refreshed token that arrives while Redis is down, and stores it once Redis is back', async () => {
+    const { as } = peers
+    await signIn(relay, 'unlucky-timing')
+    await waitForExpiry()
+    // The refresh is on its way when the store goes: its answer (a rotated refresh token, the
+    // only copy) arrives while nothing can be written.
+    as.delayTokenEndpoint(1500)
+    const call = whoami(relay, 'unlucky-timing')
+    await waitUntil('the refresh to reach the authorization server', () => as.heldTokenRequests() === 1)
+    await redis.stop()
+    await waitUntil('the authorization server to answer the refresh', () => as.refreshCount('unlucky-timing') === 1)
+    as.delayTokenEndpoint(undefined)
+    await redis.start()
+
+    expect(await call).toMatchObject({ ok: true, result: { structuredContent: { sub: 'unlucky-timing' } } })
+    // The stored refresh token is the rotated one: the next refresh works (the used one would
+    // have been refused as reuse, revoking the grant).
+    await waitForExpiry()
+    await expectSignedInAs(relay, 'unlucky-timing')
+    expect(as.refreshCount('unlucky-timing')).toBe(2)
+    expect(signOutsIn(relay)).toBe(0)
   }, 60_000)
 })
