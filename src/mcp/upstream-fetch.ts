@@ -45,9 +45,9 @@ export function createUpstreamFetch(deps: {
     const token = deps.accessToken()
     if (token) headers.set('authorization', `Bearer ${token}`)
     // Responses to POSTed messages are bounded; a GET opens a long-lived event stream whose total
-    // size grows with the session, so it is left to the SDK's per-message parsing (and keeps the
+    // size grows with the session, so each of its events is bounded instead (and it keeps the
     // session's signal: there is one GET per session).
-    if (init?.method !== 'POST') return checkAuth(await baseFetch(input, { ...init, headers }))
+    if (init?.method !== 'POST') return limitEvents(await checkAuth(await baseFetch(input, { ...init, headers })), deps.maxResponseBytes)
     const link = linkSignal(init.signal ?? undefined)
     try {
       const response = await checkAuth(await baseFetch(input, { ...init, headers, signal: link.signal }))
@@ -57,6 +57,55 @@ export function createUpstreamFetch(deps: {
       throw error
     }
   }
+}
+
+const LF = 0x0a
+const CR = 0x0d
+
+/**
+ * An event stream whose every event is counted against `maxBytes`: the SDK's event parser
+ * buffers an event whole, however long, so one endless event from a server would fill memory.
+ * An empty line ends an event (the SSE format: CRLF, LF or CR end a line). Anything else passes.
+ */
+function limitEvents(response: Response, maxBytes: number): Response {
+  const body = response.body
+  if (!body || !response.headers.get('content-type')?.includes('text/event-stream')) return response
+  const reader = body.getReader()
+  let eventBytes = 0
+  let lineBytes = 0
+  let afterCR = false
+  const counted = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read()
+      if (done) {
+        controller.close()
+        return
+      }
+      for (const byte of value) {
+        if (byte === LF && afterCR) {
+          afterCR = false // the LF of a CRLF: the CR ended the line
+          continue
+        }
+        afterCR = byte === CR
+        if (byte === LF || byte === CR) {
+          if (lineBytes === 0) eventBytes = 0
+          lineBytes = 0
+          continue
+        }
+        lineBytes++
+        if (++eventBytes > maxBytes) {
+          controller.error(new UpstreamTooLargeError(maxBytes))
+          await reader.cancel()
+          return
+        }
+      }
+      controller.enqueue(value)
+    },
+    cancel(reason) {
+      return reader.cancel(reason)
+    },
+  })
+  return new Response(counted, { status: response.status, statusText: response.statusText, headers: response.headers })
 }
 
 /** A 401/403 becomes UpstreamAuthError with the challenge; anything else passes. */

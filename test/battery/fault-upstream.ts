@@ -23,6 +23,7 @@ export type FaultMode =
   | 'redirect'
   | 'reset'
   | 'endless-tools'
+  | 'huge-get-event'
 
 export interface FaultUpstream {
   url: string
@@ -36,6 +37,8 @@ export interface FaultUpstream {
   hanging(): number
   /** tools/list pages answered by 'endless-tools'. */
   toolPages(): number
+  /** Bytes 'huge-get-event' wrote to event streams before the client went away, in total. */
+  hugeEventBytes(): number
   close(): Promise<void>
 }
 
@@ -56,6 +59,7 @@ export async function startFaultUpstream(options: {
   const authorizations: string[] = []
   let requests = 0
   let toolPages = 0
+  let hugeEventBytes = 0
   const held = new Set<ServerResponse>()
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
@@ -99,9 +103,28 @@ export async function startFaultUpstream(options: {
       json(res, 200, { jsonrpc: '2.0', id: message.id, result: { tools: [tool], nextCursor: `page-${toolPages}` } })
       return
     }
+    if (effective === 'huge-get-event' && req.method === 'GET') {
+      // The session's own event stream (server-to-client notifications): one event without end.
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.write('event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"data":"')
+      const chunk = Buffer.alloc(256 * 1024, 'e')
+      const pump = () => {
+        while (!res.destroyed && hugeEventBytes < 200 * 1024 * 1024) {
+          hugeEventBytes += chunk.length
+          if (!res.write(chunk)) {
+            res.once('drain', pump)
+            return
+          }
+        }
+      }
+      res.on('error', () => undefined)
+      pump()
+      return
+    }
     switch (effective) {
       case 'pass':
       case 'endless-tools':
+      case 'huge-get-event':
         await forward(req, res, body)
         return
       case 'hang':
@@ -177,6 +200,7 @@ export async function startFaultUpstream(options: {
     requests: () => requests,
     hanging: () => held.size,
     toolPages: () => toolPages,
+    hugeEventBytes: () => hugeEventBytes,
     async close() {
       for (const res of held) res.destroy()
       server.closeAllConnections()

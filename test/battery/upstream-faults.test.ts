@@ -8,7 +8,7 @@ import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { freePort } from '../support/free-port.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 import { startFaultUpstream, startRefusingPort, startSilentPort, type FaultMode, type FaultUpstream } from './fault-upstream.ts'
-import { createTally, signIn, whoami } from './harness.ts'
+import { createTally, signIn, waitUntil, whoami } from './harness.ts'
 
 let as: AuthorizationServer
 let docs: McpUpstream
@@ -186,6 +186,27 @@ describe('a tool list without end', () => {
     } finally {
       flaky.setMode('pass')
       await relay.deps.toolCache.drop('server:flaky')
+    }
+  })
+})
+
+describe("an event without end on the session's own stream", () => {
+  it('is cut at the response bound, and calls go on', async () => {
+    tally.fault('endless event on the GET stream')
+    flaky.setMode('huge-get-event')
+    try {
+      // A fresh session opens its GET stream right after initialize.
+      await relay.deps.pool.drop('default:alice:flaky')
+      expect((await call('alice', 'flaky::echo', { text: 'during' })).ok).toBe(true)
+      await waitUntil(() => flaky.hugeEventBytes() > 0, 5000, 'the GET stream opened')
+      // The relay hangs up soon after 16 MiB; the server would have sent 200 MiB.
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      // (The SDK reconnects a broken session stream up to twice: three times 16 MiB at most.)
+      expect(flaky.hugeEventBytes()).toBeLessThan(64 * 1024 * 1024)
+      expect((await call('alice', 'flaky::echo', { text: 'after' })).ok).toBe(true)
+    } finally {
+      flaky.setMode('pass')
+      await relay.deps.pool.drop('default:alice:flaky')
     }
   })
 })
