@@ -81,9 +81,16 @@ function bareHostname(url: URL): string {
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>
 
 /**
+ * OAuth metadata, registration and token responses are small JSON documents. An answer's size
+ * is otherwise bounded by nothing but the time limit: a metadata URL (which an upstream chooses)
+ * streaming without end had the relay read half a gigabyte in two seconds.
+ */
+const MAX_OAUTH_RESPONSE_BYTES = 1024 * 1024
+
+/**
  * A fetch for OAuth metadata, registration and token requests: every URL passes the guard,
  * redirects are never followed automatically (the SDK follows same-origin ones itself, through
- * this same fetch), and every request has a time limit.
+ * this same fetch), every request has a time limit and every answer a size limit.
  */
 export function createGuardedFetch(deps: { guard: UrlGuard; timeoutMs: number; fetch?: FetchLike }): FetchLike {
   const baseFetch = deps.fetch ?? fetch
@@ -93,6 +100,39 @@ export function createGuardedFetch(deps: { guard: UrlGuard; timeoutMs: number; f
     const signal = init?.signal
       ? AbortSignal.any([init.signal, AbortSignal.timeout(deps.timeoutMs)])
       : AbortSignal.timeout(deps.timeoutMs)
-    return baseFetch(input, { ...init, redirect: 'manual', signal })
+    return limitResponse(await baseFetch(input, { ...init, redirect: 'manual', signal }), url)
   }
+}
+
+/** The response with its body counted against MAX_OAUTH_RESPONSE_BYTES; past it, reading fails with UrlRefusedError. */
+function limitResponse(response: Response, url: URL): Response {
+  const body = response.body
+  if (!body) return response
+  const tooLarge = () => new UrlRefusedError(`the answer from ${url.origin} is larger than 1 MiB`)
+  if (Number(response.headers.get('content-length')) > MAX_OAUTH_RESPONSE_BYTES) {
+    void body.cancel()
+    throw tooLarge()
+  }
+  const reader = body.getReader()
+  let seen = 0
+  const counted = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read()
+      if (done) {
+        controller.close()
+        return
+      }
+      seen += value.byteLength
+      if (seen > MAX_OAUTH_RESPONSE_BYTES) {
+        controller.error(tooLarge())
+        await reader.cancel()
+        return
+      }
+      controller.enqueue(value)
+    },
+    cancel(reason) {
+      return reader.cancel(reason)
+    },
+  })
+  return new Response(counted, { status: response.status, statusText: response.statusText, headers: response.headers })
 }

@@ -22,6 +22,8 @@ interface Case {
   resource?: () => string
   /** The 401 challenge's resource_metadata; default this peer's PRM URL for the case. */
   challengeMetadata?: () => string
+  /** The PRM document never ends: megabytes of JSON string, for as long as the relay reads. */
+  endlessPrm?: boolean
   /** Where the PRM or AS metadata URL redirects, instead of answering. */
   redirectPrm?: () => string
   redirectMetadata?: () => string
@@ -66,6 +68,8 @@ const CASES: Case[] = [
   { name: 'metadata-redirect-trap', redirectMetadata: () => `http://${trapHost()}/metadata`, expect: /no authorization server metadata found for .*\/as-metadata-redirect-trap/ },
   // Metadata about something else.
   { name: 'resource-other', resource: () => `${peerOrigin}/mcp-control`, expect: /names resource .*\/mcp-control, not this server/ },
+  // A document without end, from the trusted MCP host itself.
+  { name: 'prm-endless', endlessPrm: true, expect: /the answer from http:\/\/127\.0\.0\.1:\d+ is larger than 1 MiB/ },
   { name: 'issuer-mismatch', metadata: () => ({ issuer: 'https://evil.example' }), expect: /has issuer https:\/\/evil\.example, expected .*\/as-issuer-mismatch; sign-in refused/ },
 ]
 
@@ -77,6 +81,8 @@ const onRequest = (message: unknown) => {
 }
 
 let peer: ReturnType<typeof createServer>
+/** Bytes of the endless document the peer got to write before the relay hung up. */
+let endlessBytes = 0
 
 beforeAll(async () => {
   trap = await startSilentPort()
@@ -116,6 +122,24 @@ function answer(req: IncomingMessage, res: ServerResponse): void {
     const entry = CASES.find((candidate) => candidate.name === match![1])!
     if (entry.redirectPrm) {
       res.writeHead(307, { location: entry.redirectPrm() }).end()
+      return
+    }
+    if (entry.endlessPrm) {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write(`{"resource":"${peerOrigin}/mcp-${entry.name}","authorization_servers":["`)
+      const chunk = Buffer.alloc(256 * 1024, 'x')
+      const pump = () => {
+        while (!res.destroyed && endlessBytes < 500 * 1024 * 1024) {
+          endlessBytes += chunk.length
+          if (!res.write(chunk)) {
+            res.once('drain', pump)
+            return
+          }
+        }
+        res.end('"]}')
+      }
+      res.on('error', () => undefined)
+      pump()
       return
     }
     json(200, {
@@ -180,6 +204,11 @@ describe('metadata that points where it must not', () => {
       expect(list.body.errors).toEqual([{ server_id: entry.name, error: server.message }])
     })
   }
+
+  it('an endless document is read only up to a bound', () => {
+    expect(endlessBytes).toBeGreaterThan(0)
+    expect(endlessBytes).toBeLessThan(16 * 1024 * 1024)
+  })
 
   it('no request left for the trap, Redis, a metadata address, a private address or an untrusted host', () => {
     expect(trap.accepted()).toBe(0)
