@@ -66,16 +66,31 @@ export function refreshUpstreamToken(
   if (!running) inProcess.set(deps.tokens, (running = new Map()))
   const joined = running.get(key)
   if (joined) return joined
-  const refreshing = withLock(deps.lock, `refresh:${key}`, (leaseLost) => refreshUnderLock(deps, owner, stale, server, leaseLost), {
-    // The lease is renewed every ttl/3 while the token request runs; it only lapses when this
-    // process dies (another replica takes over after the ttl) or cannot reach the store to renew
-    // it, and then the token request is aborted before another replica can take over.
-    ttlMs: LEASE_TTL_MS,
-    waitMs: deps.timeoutMs + LEASE_TTL_MS,
-  }).finally(() => running.delete(key))
+  const refreshing = withRefreshLock(deps, owner, (leaseLost) => refreshUnderLock(deps, owner, stale, server, leaseLost)).finally(() =>
+    running.delete(key),
+  )
   running.set(key, refreshing)
   refreshing.then((outcome) => deps.onRefreshed?.(owner.serverId, outcome.kind), () => deps.onRefreshed?.(owner.serverId, 'transient'))
   return refreshing
+}
+
+/**
+ * Runs `fn` holding the owner's refresh lock, across replicas. Refreshes run under it; so must
+ * anything else that writes or removes the owner's token (reset, a completed sign-in), or a
+ * refresh in flight would store its result over what they did (a reset undone, a new sign-in lost).
+ */
+export function withRefreshLock<T>(
+  deps: Pick<RefreshDeps, 'lock' | 'timeoutMs'>,
+  owner: TokenOwner,
+  fn: (leaseLost: AbortSignal) => Promise<T>,
+): Promise<T> {
+  return withLock(deps.lock, `refresh:${tokenKey(owner)}`, fn, {
+    // The lease is renewed every ttl/3 while fn runs; it only lapses when this process dies
+    // (another replica takes over after the ttl) or cannot reach the store to renew it, and then
+    // a token request is aborted before another replica can take over.
+    ttlMs: LEASE_TTL_MS,
+    waitMs: deps.timeoutMs + LEASE_TTL_MS,
+  })
 }
 
 async function refreshUnderLock(

@@ -1,3 +1,4 @@
+import { withRefreshLock } from '../oauth/refresh.ts'
 import { storeKey } from '../store/keys.ts'
 import { ownerOf, poolKey, toolCacheKey, type RelayDeps } from './deps.ts'
 import { findServer } from './select-servers.ts'
@@ -13,7 +14,8 @@ export async function reset(deps: RelayDeps, caller: Caller, request: { serverId
   const deleted: string[] = []
   for (const server of servers) {
     const owner = ownerOf(caller, server)
-    if (await deps.tokens.remove(owner)) deleted.push(server.serverId)
+    // Under the refresh lock: a refresh in flight would otherwise store its token after this removal.
+    if (await withRefreshLock(deps.oauth, owner, () => deps.tokens.remove(owner))) deleted.push(server.serverId)
     await deps.pool.drop(poolKey(owner))
     if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, owner))
     await deps.stepUps.delete(storeKey(owner.tenant, owner.userId, owner.serverId))

@@ -1,4 +1,5 @@
 import { forgetClientRegistration } from '../oauth/registration.ts'
+import { withRefreshLock } from '../oauth/refresh.ts'
 import { beginSignIn, finishSignIn } from '../oauth/sign-in.ts'
 import { DiscoveryError } from '../oauth/discovery.ts'
 import { poolKey, redirectUriFor, toolCacheKey, type RelayDeps } from './deps.ts'
@@ -48,7 +49,8 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL): Promise
     return { kind: 'failed', status: result.status, message: result.message }
   }
   const server = deps.config.servers.get(result.serverId)!
-  await deps.tokens.put(result.owner, result.token)
+  // Under the refresh lock: a refresh in flight would otherwise store the old grant's token over this one.
+  await withRefreshLock(deps.oauth, result.owner, () => deps.tokens.put(result.owner, result.token))
   // A new token (perhaps another account): the old session and per-user list depended on the old one.
   await deps.pool.drop(poolKey(result.owner))
   if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, result.owner))

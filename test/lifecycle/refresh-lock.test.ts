@@ -63,6 +63,34 @@ describe('the refresh lock', () => {
     expect(as.refreshCount('leaseholder')).toBe(1)
   }, 30_000)
 
+  it('lets a reset during a refresh stand: the refresh does not store its token after the removal', async () => {
+    await signIn(one, 'resetee', 'resetee')
+    await waitForExpiry()
+    as.delayTokenEndpoint(1000)
+    const call = whoami(one, 'resetee')
+    await waitUntil('the refresh to reach the authorization server', () => as.heldTokenRequests() === 1)
+    as.delayTokenEndpoint(undefined)
+    const reset = await one.post('/oauth/reset', { user_id: 'resetee', server_id: 'docs' })
+    expect(reset.body.deleted_server_ids).toEqual(['docs'])
+    expect(await call).toBe('resetee')
+    expect(await whoami(one, 'resetee')).toMatchObject({ ok: false, status: 'need_auth' })
+    expect(await one.deps.tokens.get({ tenant: 'default', userId: 'resetee', serverId: 'docs' })).toBeUndefined()
+  }, 30_000)
+
+  it('keeps a sign-in that completes during a refresh: the refresh does not store the old grant over it', async () => {
+    await signIn(one, 'switcher', 'first-account')
+    await waitForExpiry()
+    as.delayTokenEndpoint(1500)
+    const call = whoami(one, 'switcher')
+    await waitUntil('the refresh to reach the authorization server', () => as.heldTokenRequests() === 1)
+    as.delayTokenEndpoint(undefined)
+    // Meanwhile the user signs in again as another account (force_reauth), done before the refresh.
+    const forced = await one.post('/tools/auth-status', { user_id: 'switcher', server_id: 'docs', force_reauth: true })
+    expect((await signInThroughBrowser(forced.body.servers[0].login_url, 'second-account')).status).toBe(200)
+    expect(await call).toBe('first-account')
+    expect(await whoami(one, 'switcher')).toBe('second-account')
+  }, 30_000)
+
   it('keeps refreshes of two relays in one process apart, for the same user id', async () => {
     await signIn(one, 'twin', 'twin-one')
     await signIn(two, 'twin', 'twin-two')
