@@ -51,7 +51,8 @@ export function createUpstreamFetch(deps: {
     const link = linkSignal(init.signal ?? undefined)
     try {
       const response = await checkAuth(await baseFetch(input, { ...init, headers, signal: link.signal }))
-      return limitBody(response, deps.maxResponseBytes, link.release)
+      const limited = limitBody(response, deps.maxResponseBytes, link.release)
+      return response.ok || !token ? limited : await withoutToken(limited, token)
     } catch (error) {
       link.release()
       throw error
@@ -106,6 +107,18 @@ function limitEvents(response: Response, maxBytes: number): Response {
     },
   })
   return new Response(counted, { status: response.status, statusText: response.statusText, headers: response.headers })
+}
+
+/**
+ * An error answer with the bearer token blanked out: careless servers show the request they
+ * failed on, headers and all, and the SDK puts the body into the error the caller is answered
+ * with (DESIGN.md §6: no token in an error message).
+ */
+async function withoutToken(response: Response, token: string): Promise<Response> {
+  const text = await response.text()
+  const headers = new Headers(response.headers)
+  headers.delete('content-length')
+  return new Response(text.replaceAll(token, '[redacted]'), { status: response.status, statusText: response.statusText, headers })
 }
 
 /** A 401/403 becomes UpstreamAuthError with the challenge; anything else passes. */

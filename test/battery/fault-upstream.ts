@@ -12,6 +12,7 @@ export type FaultMode =
   | 'pass'
   | 'hang'
   | 'status-500'
+  | 'status-500-echo'
   | 'garbage-json'
   | 'garbage-html'
   | 'wrong-json-rpc'
@@ -133,6 +134,10 @@ export async function startFaultUpstream(options: {
         return
       case 'status-500':
         res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error')
+        return
+      case 'status-500-echo':
+        // A careless server that shows the request it failed on, bearer token and all.
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`failed on request with authorization: ${authorization ?? 'none'}`)
         return
       case 'garbage-json':
         res.writeHead(200, { 'content-type': 'application/json' }).end('}{ not json at all')

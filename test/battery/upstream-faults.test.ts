@@ -150,6 +150,20 @@ describe('a signed-in user whose upstream misbehaves', () => {
     }
   }
 
+  it("an upstream that echoes the request in its error: the user's token is not in the answer", async () => {
+    tally.fault('error body echoing the bearer token')
+    flaky.setMode('status-500-echo', { on: 'tools/call' })
+    try {
+      const answer = await call('alice', 'flaky::echo', { text: 'x' })
+      const token = (await relay.deps.tokens.get(flakyOwner))!.accessToken
+      expect(answer).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR' })
+      expect(JSON.stringify(answer)).not.toContain(token)
+      expect(JSON.stringify(answer)).not.toContain(token.slice(0, 40))
+    } finally {
+      flaky.setMode('pass')
+    }
+  })
+
   it('a redirect to another origin is not followed: the other origin sees no request and no token', async () => {
     expect(elsewhere.requests()).toBe(0)
     expect(elsewhere.authorizations).toEqual([])
