@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { RelayConfig } from '../config/load-config.ts'
 import { createMcpPool } from '../mcp/pool.ts'
 import { createToolListCache } from '../mcp/tool-cache.ts'
+import { createHttpFetch } from '../mcp/http-fetch.ts'
 import type { FetchLike } from '../mcp/upstream-fetch.ts'
 import { createDiscoveryCache } from '../oauth/discovery-cache.ts'
 import { createTicketStore } from '../oauth/tickets.ts'
@@ -24,7 +25,7 @@ const MAX_UPSTREAM_RESPONSE_BYTES = 16 * 1024 * 1024
 export interface CreateRelayOptions {
   readonly logger: RelayLogger
   readonly now?: () => number
-  /** The fetch under every upstream MCP request (default: global fetch). */
+  /** The fetch under every upstream MCP request (default: node:http with keep-alive, mcp/http-fetch.ts). */
   readonly upstreamFetch?: FetchLike
   /** Separates this relay's keys on a shared backend; tests give each run its own. */
   readonly storeKeyPrefix?: string
@@ -57,6 +58,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const pool = createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger })
   metrics.watchPool(() => pool.size())
 
+  const httpFetch = options.upstreamFetch ? undefined : createHttpFetch()
   const deps: RelayDeps = {
     config,
     tokens,
@@ -82,13 +84,18 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
         clientName: 'MCP Auth Relay',
       },
     },
-    upstreamFetch: options.upstreamFetch ?? fetch,
+    upstreamFetch: options.upstreamFetch ?? httpFetch!.fetch,
     maxUpstreamResponseBytes: MAX_UPSTREAM_RESPONSE_BYTES,
     now,
     logger,
     metrics,
   }
-  return { relay: createRelayService(deps, { ping: () => store.ping(), close: () => store.close() }), deps }
+  const close = async () => {
+    // After the pool has ended its sessions (service.close): the kept-alive connections go last.
+    httpFetch?.close()
+    await store.close()
+  }
+  return { relay: createRelayService(deps, { ping: () => store.ping(), close }), deps }
 }
 
 /**

@@ -1,0 +1,99 @@
+import { Agent as HttpAgent, globalAgent as httpGlobalAgent, request as httpRequest, type AgentOptions, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { Readable } from 'node:stream'
+import type { FetchLike } from './upstream-fetch.ts'
+
+/** How long opening a TCP (and TLS) connection to an upstream may take. */
+const CONNECT_TIMEOUT_MS = 10_000
+const USER_AGENT = 'mcp-auth-relay'
+
+export interface HttpFetch {
+  readonly fetch: FetchLike
+  /** Closes the kept-alive connections (at shutdown). */
+  close(): void
+}
+
+/**
+ * The fetch under the pooled MCP transports: node:http(s) with one keep-alive agent per scheme,
+ * answering a standard Response whose body streams as it arrives. Node's global fetch (undici)
+ * costs about 0.15 ms of CPU more per request, a quarter of the relay's work on a warm call
+ * (docs/benchmarks.md); the transports use only the part of fetch implemented here: method,
+ * headers, a string or byte body, an AbortSignal, and redirects left to the caller (the SDK
+ * follows them itself, within the origin). Keep-alive honours the server's `Keep-Alive: timeout`
+ * hint (Node's agentKeepAliveTimeoutBuffer), so an idle connection is not reused as it closes.
+ * Unlike undici there is no body timeout: a session's event stream may stay quiet for hours.
+ * Proxies: the agents take Node's own environment proxy settings (NODE_USE_ENV_PROXY), as the
+ * global agents and fetch do.
+ */
+export function createHttpFetch(): HttpFetch {
+  // Node gives both global agents the same proxyEnv (process.env with NODE_USE_ENV_PROXY, else
+  // none); Agent#options is real but untyped.
+  const { proxyEnv } = (httpGlobalAgent as HttpAgent & { options: AgentOptions }).options
+  const agents = { 'http:': new HttpAgent({ keepAlive: true, proxyEnv }), 'https:': new HttpsAgent({ keepAlive: true, proxyEnv }) }
+
+  function fetchOverHttp(input: string | URL, init: RequestInit = {}): Promise<Response> {
+    const url = new URL(input)
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.reject(new TypeError(`fetch: unsupported scheme ${url.protocol}`))
+    const signal = init.signal ?? undefined
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const method = (init.method ?? 'GET').toUpperCase()
+    const headers: OutgoingHttpHeaders = { 'user-agent': USER_AGENT }
+    new Headers(init.headers).forEach((value, name) => {
+      headers[name] = value
+    })
+    const body = bodyBytes(init.body)
+    if (body !== undefined) headers['content-length'] = body.byteLength
+
+    return new Promise((resolve, reject) => {
+      const send = url.protocol === 'https:' ? httpsRequest : httpRequest
+      const req = send(
+        {
+          protocol: url.protocol,
+          hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+          port: url.port,
+          path: `${url.pathname}${url.search}`,
+          method,
+          headers,
+          agent: agents[url.protocol as 'http:' | 'https:'],
+          ...(signal ? { signal } : {}),
+        },
+        (res) => resolve(toResponse(res, method)),
+      )
+      req.once('error', (error) => reject(signal?.aborted ? signal.reason : new TypeError('fetch failed', { cause: error })))
+      req.once('socket', (socket) => {
+        if (!socket.connecting) return
+        const timer = setTimeout(() => req.destroy(new Error(`connecting to ${url.host} took longer than ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
+        socket.once('connect', () => clearTimeout(timer))
+        socket.once('close', () => clearTimeout(timer))
+      })
+      req.end(body)
+    })
+  }
+
+  return {
+    fetch: fetchOverHttp,
+    close() {
+      agents['http:'].destroy()
+      agents['https:'].destroy()
+    },
+  }
+}
+
+function bodyBytes(body: RequestInit['body']): Uint8Array | undefined {
+  if (body === undefined || body === null) return undefined
+  if (typeof body === 'string') return Buffer.from(body)
+  if (body instanceof Uint8Array) return body
+  if (body instanceof ArrayBuffer) return new Uint8Array(body)
+  // The MCP transports send JSON text; anything else is a caller this fetch was not built for.
+  throw new TypeError('fetch: only string and byte bodies are supported')
+}
+
+function toResponse(res: IncomingMessage, method: string): Response {
+  const headers = new Headers()
+  for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
+  const status = res.statusCode ?? 0
+  const empty = method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)
+  if (empty) res.resume()
+  const body = empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>)
+  return new Response(body, { status, statusText: res.statusMessage ?? '', headers })
+}
