@@ -60,10 +60,9 @@ export async function withUpstream<T>(
   let token = usable.kind === 'token' ? usable.token : undefined
   let refreshed = usable.kind === 'token' && usable.refreshed
 
-  if (!token) {
-    const known = await deps.discovery.get(server)
-    if (known?.kind === 'oauth') return needAuth(deps, owner, server, {})
-  }
+  // Read once here: a server known to be open is not looked up again after the call.
+  const known = token ? undefined : await deps.discovery.get(server)
+  if (known?.kind === 'oauth') return needAuth(deps, owner, server, {})
 
   let sessionLost = false
   let switched = false
@@ -79,7 +78,7 @@ export async function withUpstream<T>(
         .finally(() => {
           call.ended = true
         })
-      if (!token) await markOpen(deps, server)
+      if (!token && !known) await markOpen(deps, server)
       return { kind: 'ok', value, authorized: token !== undefined }
     } catch (error) {
       if (error instanceof UpstreamAuthError && error.status === 401) {
