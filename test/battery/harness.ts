@@ -145,6 +145,24 @@ export async function whoami(
   return { sub: answer.body?.ok ? answer.body.result.structuredContent?.sub : undefined, body: answer.body, status: answer.status }
 }
 
+/**
+ * Every answer the relays gave, by HTTP status, as their own request-duration histogram counted
+ * them (so requests made by helpers such as signIn count too).
+ */
+export async function answeredByStatus(relays: Array<TestRelay | undefined>): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {}
+  for (const relay of relays) {
+    const metric = relay?.registry.getSingleMetric('mcp_relay_http_request_duration_seconds')
+    if (!metric) continue
+    for (const value of (await metric.get()).values) {
+      if (!('metricName' in value) || !String(value.metricName).endsWith('_count')) continue
+      const status = String(value.labels.status_code)
+      counts[status] = (counts[status] ?? 0) + value.value
+    }
+  }
+  return counts
+}
+
 /** Log lines written by pino, kept as text. */
 export function captureLogLines(): { lines: string[]; stream: Writable } {
   const lines: string[] = []

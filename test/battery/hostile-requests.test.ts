@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, TEST_API_KEY, type TestRelay } from '../support/relay.ts'
-import { createTally, send, sendChecked, signIn, whoami, type RawRequest } from './harness.ts'
+import { answeredByStatus, createTally, send, sendChecked, signIn, whoami, type RawRequest } from './harness.ts'
 
 let as: AuthorizationServer
 let docs: McpUpstream
@@ -34,7 +34,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  tally.print({ serverErrors: tally.serverErrors() })
+  tally.print({ serverErrors: tally.serverErrors(), relayAnswers: await answeredByStatus([relay]) })
   await relay?.close()
   await Promise.all([docs?.close(), open?.close(), as?.close()])
 })

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, TEST_API_KEY, type TestRelay } from '../support/relay.ts'
-import { createTally, signIn } from './harness.ts'
+import { answeredByStatus, createTally, signIn } from './harness.ts'
 
 interface Identity {
   name: string
@@ -53,7 +53,7 @@ beforeAll(async () => {
 }, 60_000)
 
 afterAll(async () => {
-  tally.print({ ...figures, foreignSessions: Object.values(upstreams).reduce((sum, upstream) => sum + upstream.counters.foreignSession, 0) })
+  tally.print({ ...figures, relayAnswers: await answeredByStatus([relay]), foreignSessions: Object.values(upstreams).reduce((sum, upstream) => sum + upstream.counters.foreignSession, 0) })
   await relay?.close()
   await Promise.all([...Object.values(upstreams).map((upstream) => upstream.close()), as?.close()])
 })

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 import { startSilentPort } from './fault-upstream.ts'
-import { createTally } from './harness.ts'
+import { answeredByStatus, createTally } from './harness.ts'
 
 interface Case {
   name: string
@@ -99,7 +99,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   diagnostics.unsubscribe('undici:request:create', onRequest)
-  tally.print({ cases: CASES.length, trapConnections: trap?.accepted() })
+  tally.print({ cases: CASES.length, trapConnections: trap?.accepted(), relayAnswers: await answeredByStatus([relay]) })
   await relay?.close()
   await trap?.close()
   await new Promise((resolve) => peer?.close(resolve))

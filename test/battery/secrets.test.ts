@@ -10,7 +10,7 @@ import { followToCallback, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { freePort } from '../support/free-port.ts'
 import { OTHER_TENANT_KEY, startRelay, TEST_API_KEY, type TestRelay } from '../support/relay.ts'
-import { captureLogLines, createTally, send } from './harness.ts'
+import { answeredByStatus, captureLogLines, createTally, send } from './harness.ts'
 
 const CONFIDENTIAL_SECRET = 'conf-secret-5b8e1f0c9a7d4e2b6c3f'
 const WRONG_KEY = 'wrong-key-d41d8cd98f00b204e980'
@@ -57,7 +57,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  tally.print({ logLines: logs.lines.length, secretsChecked: secretsChecked })
+  tally.print({ logLines: logs.lines.length, secretsChecked, relayAnswers: await answeredByStatus([relay]) })
   await relay?.close()
   await Promise.all([docs?.close(), conf?.close(), as?.close()])
 })

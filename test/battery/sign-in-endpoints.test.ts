@@ -7,12 +7,13 @@ import { startAuthorizationServer, type AuthorizationServer } from '../peers/aut
 import { followToCallback } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
-import { createTally, sendChecked, signIn, whoami } from './harness.ts'
+import { answeredByStatus, createTally, sendChecked, signIn, whoami } from './harness.ts'
 
 let as: AuthorizationServer
 let docs: McpUpstream
 let relay: TestRelay
 let browser: Browser | undefined
+let limitedRelay: TestRelay | undefined
 const tally = createTally('sign-in-endpoints')
 /** Moves the relay's clock (not the authorization server's), to make its tokens due for refresh. */
 let clockOffsetMs = 0
@@ -28,7 +29,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  tally.print({ serverErrors: tally.serverErrors() })
+  tally.print({ serverErrors: tally.serverErrors(), relayAnswers: await answeredByStatus([relay, limitedRelay]) })
   await browser?.close()
   await relay?.close()
   await Promise.all([docs?.close(), as?.close()])
@@ -334,6 +335,7 @@ describe('rate limit on /oauth/start and /oauth/callback', () => {
       env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host },
       rateLimit: { max: 3, timeWindowMs: 60_000 },
     })
+    limitedRelay = limited
     try {
       const status = await limited.post('/tools/auth-status', { user_id: 'limited', server_id: 'docs' })
       const loginPath = new URL(status.body.servers[0].login_url).pathname

@@ -14,7 +14,7 @@ import { followToCallback } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { freePort } from '../support/free-port.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
-import { createTally, send, signIn, waitUntil, whoami } from './harness.ts'
+import { answeredByStatus, createTally, send, signIn, waitUntil, whoami } from './harness.ts'
 
 /** STORE_TIMEOUT_MS (2 s) and some room for the request around it. */
 const UNAVAILABLE_BOUND_MS = 2800
@@ -23,6 +23,7 @@ let as: AuthorizationServer
 let docs: McpUpstream
 const tally = createTally('store-faults')
 const dirs: string[] = []
+const relays: TestRelay[] = []
 
 beforeAll(async () => {
   as = await startAuthorizationServer()
@@ -30,7 +31,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  tally.print({ serverErrorsOther503: tally.serverErrors() - tally.count(503) })
+  tally.print({ serverErrorsOther503: tally.serverErrors() - tally.count(503), relayAnswers: await answeredByStatus(relays) })
   await Promise.all([docs?.close(), as?.close()])
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
 })
@@ -143,6 +144,7 @@ describe('Redis stopped and started again mid-run', () => {
       servers: SERVERS(),
       env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host, STORE_URL: redis.url, RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64') },
     })
+    relays.push(relay)
     try {
       await signIn(relay, 'alice', 'alice')
       expect((await whoami(relay, 'alice')).sub).toBe('alice')
@@ -181,6 +183,7 @@ describe('Redis stopped and started again mid-run', () => {
       servers: SERVERS(),
       env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host, STORE_URL: redis.url, RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64') },
     })
+    relays.push(relay)
     try {
       await signIn(relay, 'alice', 'alice')
       const pending = await relay.post('/tools/auth-status', { user_id: 'erin', server_id: 'docs' })
@@ -218,6 +221,7 @@ describe('the SQLite file made read-only', () => {
     const dir = tempDir()
     const database = join(dir, 'relay.sqlite')
     const relay = await startRelay({ servers: SERVERS(), env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host, STORE_URL: `sqlite://${database}` } })
+    relays.push(relay)
     // The database file and its write-ahead log; not the -shm index, which SQLite maps into memory:
     // making that immutable under a live process ends it with SIGBUS (a fault no code can answer).
     const files = [database, `${database}-wal`]

@@ -8,7 +8,7 @@ import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { freePort } from '../support/free-port.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 import { startFaultUpstream, startRefusingPort, startSilentPort, type FaultMode, type FaultUpstream } from './fault-upstream.ts'
-import { createTally, signIn, waitUntil, whoami } from './harness.ts'
+import { answeredByStatus, createTally, signIn, waitUntil, whoami } from './harness.ts'
 
 let as: AuthorizationServer
 let docs: McpUpstream
@@ -62,7 +62,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  tally.print({ serverErrors: tally.serverErrors() })
+  tally.print({ serverErrors: tally.serverErrors(), relayAnswers: await answeredByStatus([relay]) })
   await relay?.close()
   await Promise.all([docs?.close(), open?.close(), flaky?.close(), slow?.close(), elsewhere?.close(), refusing?.close(), silentAs?.close(), hangingDiscovery?.close(), as?.close()])
 })
