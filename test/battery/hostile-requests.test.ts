@@ -3,6 +3,7 @@
 // headers, then a property-based fuzz of the three tool routes. Every answer is a 4xx with a JSON
 // error (an HTML page on the browser routes) or a 200; never a 5xx; the users still work after.
 import fc from 'fast-check'
+import { signUserId } from '../../src/http/identity.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
@@ -443,6 +444,44 @@ describe('property-based fuzz of the three tool routes (fast-check, fixed seed)'
 
   afterAll(() => {
     console.info(`[battery] fuzz statuses ${JSON.stringify(Object.fromEntries(statuses))}`)
+  })
+})
+
+describe('signed user ids (RELAY_USER_SECRET)', () => {
+  it('refuses every forged, altered, expired or malformed one with 401, and takes a good one', async () => {
+    const secret = 's'.repeat(40)
+    const signed = await startRelay({
+      servers: [{ server_id: 'open', description: 'Open server', mcp_url: open.url }],
+      env: { RELAY_USER_SECRET: secret },
+    })
+    try {
+      const good = signUserId(secret, 'carol', 600)
+      const [id, expiry, signature] = [good.slice(0, good.indexOf('.')), good.split('.')[1]!, good.split('.')[2]!]
+      const forged: Record<string, string> = {
+        'plain id': 'carol',
+        'other secret': signUserId('t'.repeat(40), 'carol', 600),
+        'other id, same signature': `mallory.${expiry}.${signature}`,
+        'later expiry, same signature': `${id}.${Number(expiry) + 3600}.${signature}`,
+        expired: signUserId(secret, 'carol', -10),
+        'empty signature': `${id}.${expiry}.`,
+        'signature cut short': good.slice(0, -2),
+        // (A padded or otherwise non-canonical base64url of the right signature decodes to the
+        // same bytes: the same id and expiry, so nothing is gained; it is not listed here.)
+        'expiry not a number': `${id}.soon.${signature}`,
+        'huge expiry': `${id}.${'9'.repeat(40)}.${signature}`,
+        'only dots': '...',
+        'dots around': `.${good}.`,
+        'id with dots, re-split': `car.ol.${expiry}.${signature}`,
+      }
+      for (const [name, userId] of Object.entries(forged)) {
+        const answer = await sendChecked(signed, tally, post('/tools/call-tool', { user_id: userId, tool_ref: 'open::whoami', input: {} }), name)
+        expect(answer.status, name).toBe(userId.length > 256 ? 400 : 401)
+      }
+      const ok = await sendChecked(signed, tally, post('/tools/call-tool', { user_id: good, tool_ref: 'open::echo', input: { text: 'signed' } }))
+      expect(ok.json.ok).toBe(true)
+    } finally {
+      await signed.close()
+    }
   })
 })
 
