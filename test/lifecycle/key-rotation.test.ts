@@ -63,10 +63,11 @@ describe('encryption key rotation on a shared store', () => {
     // Only that token: the client registration (written once, at the first sign-in) was moved to
     // key 2 when read under key2,key1; had it stayed on key 1, the relay would now register anew
     // and every user's refresh would be refused for a client mismatch.
+    await current.logsSettled()
     const unreadable = current.logs().filter((line) => line.msg === 'sealed value unreadable, treated as absent')
     expect(unreadable.map((line) => line.namespace)).toEqual(['relay/tokens'])
     await waitForExpiry()
     await expectSignedInAs(current, 'rotator')
-    expect(signOutsIn(current)).toBe(0)
+    expect(await signOutsIn(current)).toBe(0)
   }, 60_000)
 })

@@ -65,7 +65,7 @@ describe.each(['redis', 'postgres'] as const)('a replica killed while it refresh
     // B waits for the lease to lapse, then refreshes with the same, unused refresh token.
     await expectSignedInAs(b, 'survivor')
     expect(as.refreshCount('survivor')).toBe(1)
-    expect(signOutsIn(b)).toBe(0)
+    expect(await signOutsIn(b)).toBe(0)
     await expectSignedInAs(b, 'survivor')
   }, 60_000)
 })

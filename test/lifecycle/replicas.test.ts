@@ -82,7 +82,7 @@ describe.each(['redis', 'postgres'] as const)('two replicas on %s', (kind) => {
     )
     const ok = answers.filter((answer) => answer.ok === true && answer.result?.structuredContent?.sub === 'burster')
     const refreshes = as.refreshCount('burster') - refreshesBefore
-    const signOuts = answers.filter((answer) => answer.error_code === 'NOT_AUTHORIZED').length + signOutsIn(a) + signOutsIn(b)
+    const signOuts = answers.filter((answer) => answer.error_code === 'NOT_AUTHORIZED').length + (await signOutsIn(a)) + (await signOutsIn(b))
     // The counts the issue asks for, in the test output.
     console.info(`[${kind}] requests=${BURST} ok=${ok.length} refreshes=${refreshes} sign-outs=${signOuts}`)
 

@@ -72,6 +72,6 @@ describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
     await waitForExpiry()
     await expectSignedInAs(relay, 'unlucky-timing')
     expect(as.refreshCount('unlucky-timing')).toBe(2)
-    expect(signOutsIn(relay)).toBe(0)
+    expect(await signOutsIn(relay)).toBe(0)
   }, 60_000)
 })

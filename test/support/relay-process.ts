@@ -17,8 +17,13 @@ export interface RelayProcess {
   /** POSTs JSON with the API key (or the one given); returns status and parsed body. */
   post(path: string, body: unknown, options?: { apiKey?: string }): Promise<{ status: number; body: any }>
   get(path: string): Promise<{ status: number; body: any }>
-  /** The pino lines the process wrote so far, parsed. */
+  /**
+   * The pino lines the process wrote so far, parsed. They reach the test through a pipe and may
+   * trail the HTTP answers: call logsSettled() first when a line must be there (or must not).
+   */
   logs(): Array<Record<string, unknown> & { msg?: string }>
+  /** Resolves once every line written before this call has arrived (at most 10 s). */
+  logsSettled(): Promise<void>
   /** Sends `signal` (default SIGTERM) and waits for the exit, SIGKILL after `graceMs` (default 5000). */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>
   readonly exited: boolean
@@ -107,6 +112,17 @@ export async function startRelayProcess(
     post: (path, body, { apiKey } = {}) => request('POST', path, body, apiKey),
     get: (path) => request('GET', path),
     logs: () => lines,
+    async logsSettled() {
+      // A request the relay logs: its 'request completed' line comes after everything written before.
+      const completed = () => lines.filter((line) => line.msg === 'request completed').length
+      const before = completed()
+      await request('POST', '/tools/auth-status', {})
+      const giveUpAt = Date.now() + 10_000
+      while (completed() === before) {
+        if (Date.now() > giveUpAt) throw new Error('the relay process logged no request line within 10 s (LOG_LEVEL below info?)')
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    },
     get exited() {
       return child.exitCode !== null || child.signalCode !== null
     },
@@ -143,6 +159,7 @@ export function serversJson(servers: Array<{ server_id: string; mcp_url: string;
 }
 
 /** Sign-outs a relay process logged: a token it removed after a refused refresh or a refused fresh token. */
-export function signOutsIn(relay: RelayProcess): number {
+export async function signOutsIn(relay: RelayProcess): Promise<number> {
+  await relay.logsSettled()
   return relay.logs().filter((line) => typeof line.msg === 'string' && /token removed/.test(line.msg)).length
 }
