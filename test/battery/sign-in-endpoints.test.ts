@@ -126,6 +126,22 @@ describe('replayed state and login link', () => {
     expect((await whoami(relay, 'replay-victim')).sub).toBe('replay-victim')
   })
 
+  it('five deliveries of one callback at once: one sign-in, one token request', async () => {
+    const pending = await pendingCallback('double-clicker', 'double-clicker')
+    const before = tokenRequestCount()
+    const pages = await Promise.all(Array.from({ length: 5 }, () => callback(pending)))
+    expect(pages.map((page) => page.status).sort()).toEqual([200, 400, 400, 400, 400])
+    expect(tokenRequestCount() - before).toBe(1)
+    expect((await whoami(relay, 'double-clicker')).sub).toBe('double-clicker')
+  })
+
+  it('a login link opened in five tabs at once starts one flow', async () => {
+    const status = await relay.post('/tools/auth-status', { user_id: 'five-tabs', server_id: 'docs' })
+    const path = new URL(status.body.servers[0].login_url).pathname
+    const starts = await Promise.all(Array.from({ length: 5 }, () => sendChecked(relay, tally, { method: 'GET', path })))
+    expect(starts.map((start) => start.status).sort()).toEqual([302, 404, 404, 404, 404])
+  })
+
   it('a used login link does not start a second flow', async () => {
     const status = await relay.post('/tools/auth-status', { user_id: 'link-reuser', server_id: 'docs' })
     const path = new URL(status.body.servers[0].login_url).pathname
