@@ -73,11 +73,15 @@ const CASES: Case[] = [
   { name: 'issuer-mismatch', metadata: () => ({ issuer: 'https://evil.example' }), expect: /has issuer https:\/\/evil\.example, expected .*\/as-issuer-mismatch; sign-in refused/ },
 ]
 
-/** Every origin this process sent an HTTP request to while the cases ran. */
+/** Every host this process sent an HTTP request to while the cases ran: through fetch (undici) or node:http. */
 const requestedOrigins = new Set<string>()
 const onRequest = (message: unknown) => {
   const { request } = message as { request: { origin: string } }
   requestedOrigins.add(new URL(request.origin).host)
+}
+const onHttpRequest = (message: unknown) => {
+  const { request } = message as { request: { getHeader(name: string): unknown } }
+  requestedOrigins.add(String(request.getHeader('host')))
 }
 
 let peer: ReturnType<typeof createServer>
@@ -95,10 +99,12 @@ beforeAll(async () => {
     env: { UPSTREAM_TIMEOUT_SECONDS: '2' },
   })
   diagnostics.subscribe('undici:request:create', onRequest)
+  diagnostics.subscribe('http.client.request.start', onHttpRequest)
 })
 
 afterAll(async () => {
   diagnostics.unsubscribe('undici:request:create', onRequest)
+  diagnostics.unsubscribe('http.client.request.start', onHttpRequest)
   tally.print({ cases: CASES.length, trapConnections: trap?.accepted(), relayAnswers: await answeredByStatus([relay]) })
   await relay?.close()
   await trap?.close()
@@ -213,6 +219,8 @@ describe('metadata that points where it must not', () => {
   it('no request left for the trap, Redis, a metadata address, a private address or an untrusted host', () => {
     expect(trap.accepted()).toBe(0)
     const allowed = new Set([new URL(peerOrigin).host, new URL(relay.url).host])
+    // The observers saw the relay's own requests (so an empty list below means something).
+    expect(requestedOrigins).toContain(new URL(peerOrigin).host)
     expect([...requestedOrigins].filter((host) => !allowed.has(host))).toEqual([])
     expect(tally.serverErrors()).toBe(0)
   })
