@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { withUpstream } from '../../src/relay/upstream-access.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 import { ACCESS_TOKEN_TTL_SECONDS, waitForExpiry } from './lifecycle-peers.ts'
 
@@ -89,5 +90,26 @@ describe('classified refresh failures', () => {
     const page = await signInThroughBrowser(answer.login_url, 'replayed')
     expect(page.status).toBe(200)
     expect(await whoami('replayed')).toMatchObject({ ok: true, result: { structuredContent: { sub: 'replayed' } } })
+  })
+
+  it('answers need_auth, not a second refresh, when the server refuses a token just refreshed', async () => {
+    await signIn('refused')
+    const stored = (await relay.deps.tokens.get(owner('refused')))!
+    const server = relay.deps.config.servers.get('docs')!
+    // Only the failure is faked: the server answers every request of this session with 401.
+    const refusing = async () =>
+      new Response(null, { status: 401, headers: { 'www-authenticate': 'Bearer error="invalid_token"' } })
+    await relay.deps.pool.drop(`default:refused:docs`)
+    const access = await withUpstream(
+      { ...relay.deps, upstreamFetch: refusing },
+      { tenant: 'default', userId: 'refused' },
+      server,
+      async () => 'unreachable',
+      // Believed expired: refreshed before the call (a real refresh at the real server).
+      { token: { ...stored, expiresAt: Date.now() } },
+    )
+    expect(access).toMatchObject({ kind: 'need-auth', loginUrl: expect.stringContaining('/oauth/start/') })
+    expect(as.refreshCount('refused')).toBe(1)
+    expect(await relay.deps.tokens.get(owner('refused'))).toBeUndefined()
   })
 })
