@@ -62,8 +62,8 @@ export function refreshUpstreamToken(
   server: () => Promise<{ auth: ServerAuth; client: ClientRegistration }>,
 ): Promise<RefreshOutcome> {
   const key = tokenKey(owner)
-  let running = inProcess.get(deps.tokens)
-  if (!running) inProcess.set(deps.tokens, (running = new Map()))
+  const running = inProcess.get(deps.tokens) ?? new Map<string, Promise<RefreshOutcome>>()
+  inProcess.set(deps.tokens, running)
   const joined = running.get(key)
   if (joined) return joined
   const refreshing = withRefreshLock(deps, owner, (leaseLost) => refreshUnderLock(deps, owner, stale, server, leaseLost)).finally(() =>
