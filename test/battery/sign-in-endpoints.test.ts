@@ -61,7 +61,10 @@ describe('forged state', () => {
   it('is refused with a page, and nothing reaches the token endpoint', async () => {
     const before = tokenRequestCount()
     const real = await pendingCallback('forger', 'forger')
-    for (const state of ['x', 'A'.repeat(43), real.searchParams.get('state')!.slice(0, -1) + 'A', '<script>alert(1)</script>', '%00', real.searchParams.get('code')!]) {
+    const realState = real.searchParams.get('state')!
+    // The real state with its last character changed (to one it certainly is not).
+    const nearMiss = realState.slice(0, -1) + (realState.endsWith('A') ? 'B' : 'A')
+    for (const state of ['x', 'A'.repeat(43), nearMiss, '<script>alert(1)</script>', '%00', real.searchParams.get('code')!]) {
       const forged = new URL(real)
       forged.searchParams.set('state', state)
       const page = await callback(forged)
