@@ -48,6 +48,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: handleFrameworkError,
     clientErrorHandler: handleClientError,
     trustProxy: deps.trustProxy ?? false,
+    // One line per request (below) instead of Fastify's two: the second cost 20-30 µs of a warm call.
+    disableRequestLogging: true,
   })
 
   // Bodies are JSON only: a text/plain body is refused with a clear message rather than parsed as a string.
@@ -55,6 +57,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   })
   app.addHook('onClose', async () => {
     await relay.close()
