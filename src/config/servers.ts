@@ -6,14 +6,18 @@ import { z } from 'zod'
  */
 const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
+const typed = (expected: string) => ({
+  error: (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : `must be ${expected}`),
+})
+
 const httpUrl = z
-  .string()
+  .string(typed('an http(s) URL'))
   .trim()
   .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), 'must be an http(s) URL')
 
 const serverEntrySchema = z
   .object({
-    server_id: z.string().trim().regex(SERVER_ID, 'must be 1-64 letters, digits, "_", "-" or "." (no "::")'),
+    server_id: z.string(typed('a string')).trim().regex(SERVER_ID, 'must be 1-64 letters, digits, "_", "-" or "." (no "::")'),
     description: z.string().default(''),
     mcp_url: httpUrl,
     client_id: z.string().min(1).optional(),
