@@ -5,6 +5,7 @@ import { Keyv, type KeyvStoreAdapter } from 'keyv'
 import { createMemoryLock, createPostgresLock, createRedisLock, createSqliteLock, type StoreLock } from './lock.ts'
 import { createPostgresBackend } from './postgres-store.ts'
 import { createRedisClient } from './redis-client.ts'
+import { memoizeDeserialize } from './parse-memo.ts'
 import { openSqliteDatabase, SqliteStore } from './sqlite-store.ts'
 import { silentLogger, type StoreLogger } from './store-logger.ts'
 import { callStore, guardAdapter, STORE_TIMEOUT_MS, type StoreKind } from './store-unavailable.ts'
@@ -13,6 +14,9 @@ export type { StoreKind } from './store-unavailable.ts'
 
 export const NAMESPACE_NAMES = ['tokens', 'clients', 'discovery', 'tickets', 'flows', 'tools', 'steps'] as const
 export type NamespaceName = (typeof NAMESPACE_NAMES)[number]
+
+/** Namespaces read on every warm call whose readers never change what they read: their parses are remembered. */
+const MEMOIZED_NAMESPACES: ReadonlySet<NamespaceName> = new Set(['discovery', 'tools'])
 
 export interface RelayStore {
   readonly kind: StoreKind
@@ -161,6 +165,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
         // Keyv 5 otherwise answers a failed get with undefined and a failed set/delete with false.
         throwOnErrors: true,
       })
+      if (MEMOIZED_NAMESPACES.has(name) && keyv.deserialize) keyv.deserialize = memoizeDeserialize(keyv.deserialize)
       namespaces.set(name, keyv)
     }
     return keyv
