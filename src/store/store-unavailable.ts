@@ -33,6 +33,19 @@ export async function callStore<T>(kind: StoreKind, call: () => T | Promise<T>, 
   }
 }
 
+/**
+ * As callStore, for a backend that answers synchronously (node:sqlite runs its query on the event
+ * loop): no timer can fire before such a call returns, so a deadline would never win the race and
+ * only costs a timer per call. Its failures still become STORE_UNAVAILABLE.
+ */
+async function callSyncStore<T>(kind: StoreKind, call: () => T | Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (error) {
+    throw isRelayError(error, 'STORE_UNAVAILABLE') ? error : storeUnavailable(kind, error)
+  }
+}
+
 const DATA_CALLS = new Set(['get', 'getMany', 'set', 'setMany', 'delete', 'deleteMany', 'clear', 'has', 'hasMany'])
 
 /**
@@ -42,14 +55,21 @@ const DATA_CALLS = new Set(['get', 'getMany', 'set', 'setMany', 'delete', 'delet
  * bound to the adapter itself.
  */
 export function guardAdapter<A extends object>(adapter: A, kind: StoreKind): A {
+  const guard = kind === 'sqlite' ? callSyncStore : callStore
+  // One wrapper per method, made on first use: Keyv looks its adapter's methods up on every call.
+  const wrappers = new Map<string | symbol, { method: Function; wrapper: Function }>()
   return new Proxy(adapter, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target)
       if (typeof value !== 'function') return value
-      if (typeof property === 'string' && DATA_CALLS.has(property)) {
-        return (...args: unknown[]) => callStore(kind, () => value.apply(target, args))
-      }
-      return value.bind(target)
+      const known = wrappers.get(property)
+      if (known?.method === value) return known.wrapper
+      const wrapper =
+        typeof property === 'string' && DATA_CALLS.has(property)
+          ? (...args: unknown[]) => guard(kind, () => value.apply(target, args))
+          : value.bind(target)
+      wrappers.set(property, { method: value, wrapper })
+      return wrapper
     },
     set(target, property, value) {
       return Reflect.set(target, property, value)
