@@ -3,7 +3,7 @@
 // 503 STORE_UNAVAILABLE with a clear message (an HTML page on the browser routes) within the
 // store's 2 s bound, /readyz fails, and afterwards the relay recovers without a restart and no
 // signed-in user has lost their token.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { followToCallback } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
-import { freePort } from '../support/free-port.ts'
+import { startRedisProcess } from '../store/redis-process.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 import { answeredByStatus, createTally, send, signIn, waitUntil, whoami } from './harness.ts'
 
@@ -42,49 +42,9 @@ function tempDir(): string {
   return dir
 }
 
-/** A redis-server on its own port that keeps its data on disk (append-only file, fsync always) across stop and start. */
-async function startPersistentRedis() {
-  const port = await freePort()
-  const dir = tempDir()
-  let child: ChildProcess | undefined
-  async function start(): Promise<void> {
-    const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    child = started
-    await new Promise<void>((resolve, reject) => {
-      let output = ''
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10_000)
-      started.stdout!.on('data', (chunk: Buffer) => {
-        output += chunk.toString()
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-      started.once('exit', (code) => {
-        clearTimeout(timer)
-        reject(new Error(`redis-server exited with ${code}: ${output}`))
-      })
-    })
-  }
-  /** SIGTERM: Redis shuts down (its append-only file already holds every write). */
-  async function stop(): Promise<void> {
-    const running = child
-    child = undefined
-    if (!running || running.exitCode !== null) return
-    const exited = new Promise((resolve) => running.once('exit', resolve))
-    running.kill('SIGTERM')
-    await exited
-  }
-  await start()
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    start,
-    stop,
-    freeze: () => child?.kill('SIGSTOP'),
-    thaw: () => child?.kill('SIGCONT'),
-  }
+/** A redis-server on its own port that keeps its data on disk across stop and start. */
+function startPersistentRedis() {
+  return startRedisProcess({ dataDir: tempDir() })
 }
 
 const SERVERS = () => [{ server_id: 'docs', description: 'Internal docs', mcp_url: docs.url }]

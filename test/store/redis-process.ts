@@ -55,5 +55,14 @@ export async function startRedisProcess(options: { dataDir?: string } = {}) {
   }
 
   await start()
-  return { port, url: `redis://127.0.0.1:${port}`, start, kill, stop }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    start,
+    kill,
+    stop,
+    /** SIGSTOP: the server hangs, connections open and silent, until `thaw`. */
+    freeze: () => child?.kill('SIGSTOP'),
+    thaw: () => child?.kill('SIGCONT'),
+  }
 }
