@@ -37,10 +37,3 @@ function statusOf(cause: unknown): number | undefined {
   if (cause instanceof Response) return cause.status
   return undefined
 }
-
-/** RFC 6749 §5.2 answers that no retry will change: the grant or the client is gone. */
-export function isPermanentGrantError(failure: OAuthFailure): boolean {
-  return ['invalid_grant', 'invalid_client', 'unauthorized_client', 'invalid_scope', 'unsupported_grant_type'].includes(
-    failure.oauthError ?? '',
-  )
-}

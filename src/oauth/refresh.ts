@@ -7,7 +7,7 @@ import type { TokenOwner, TokenStore, UpstreamToken } from '../store/tokens.ts'
 import { tokenKey } from '../store/tokens.ts'
 import { createClientConfiguration } from './client-config.ts'
 import type { ServerAuth } from './discovery.ts'
-import { describeOAuthFailure, isPermanentGrantError } from './oauth-errors.ts'
+import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import { toUpstreamToken } from './tokens-from-response.ts'
 import type { FetchLike, UrlGuard } from './url-guard.ts'
@@ -128,7 +128,9 @@ async function refreshUnderLock(
     response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource })
   } catch (error) {
     const failure = describeOAuthFailure(error, 'Token refresh failed')
-    if (!failure.transient && (isPermanentGrantError(failure) || failure.oauthError !== undefined)) {
+    // RFC 6749 §5.2: an error answer (invalid_grant, invalid_client, …) will not change on retry;
+    // network trouble, 5xx and 429 are transient and keep the token.
+    if (!failure.transient && failure.oauthError !== undefined) {
       await deps.tokens.remove(owner)
       deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant, oauthError: failure.oauthError }, 'refresh rejected, token removed')
       return { kind: 'sign-in', reason: failure.message, oauthError: failure.oauthError }
