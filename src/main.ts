@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   } else {
     logger.info({ servers: [...config.servers.keys()], source: config.serversSource }, 'servers configured')
   }
+  for (const warning of config.serversWarnings) logger.warn(warning)
 
   let stopping = false
   const stop = (signal: string) => {

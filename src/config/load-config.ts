@@ -19,6 +19,8 @@ export interface RelayConfig {
   readonly generatedApiKey: ApiKey | undefined
   readonly servers: ReadonlyMap<string, ServerConfig>
   readonly serversSource: string
+  /** Start-up warnings about the servers config (unknown fields), each naming the entry. */
+  readonly serversWarnings: readonly string[]
   readonly storeUrl: string
   /** RELAY_ENCRYPTION_KEY as given (validated by the store); undefined means "use the SQLite key file". */
   readonly encryptionKey: string | undefined
@@ -56,7 +58,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
   const trusted = parseTrustedHosts(env.OAUTH_TRUSTED_HOSTS)
   if ('problem' in trusted) throw new ConfigError(`OAUTH_TRUSTED_HOSTS: ${trusted.problem}`)
 
-  const { servers, source } = loadServers(env.MCP_SERVERS_FILE, env.MCP_SERVERS_JSON)
+  const { servers, source, warnings } = loadServers(env.MCP_SERVERS_FILE, env.MCP_SERVERS_JSON)
 
   const storeScheme = /^([a-z]+):\/\//.exec(env.STORE_URL)?.[1]
   if (!storeScheme || !['sqlite', 'memory', 'redis', 'rediss', 'postgres', 'postgresql'].includes(storeScheme)) {
@@ -75,6 +77,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
     generatedApiKey,
     servers: new Map(servers.map((server) => [server.serverId, server])),
     serversSource: source,
+    serversWarnings: Object.freeze(warnings),
     storeUrl: env.STORE_URL,
     encryptionKey: env.RELAY_ENCRYPTION_KEY,
     toolListCacheTtlMs: env.TOOL_LIST_CACHE_TTL_SECONDS * 1000,
@@ -89,7 +92,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
   })
 }
 
-function loadServers(file: string | undefined, json: string | undefined): { servers: ServerConfig[]; source: string } {
+function loadServers(file: string | undefined, json: string | undefined): { servers: ServerConfig[]; source: string; warnings: string[] } {
   if (file && json) throw new ConfigError('MCP_SERVERS_JSON: set either MCP_SERVERS_FILE or MCP_SERVERS_JSON, not both')
   let variable: string
   let text: string
@@ -99,7 +102,7 @@ function loadServers(file: string | undefined, json: string | undefined): { serv
   } else {
     variable = 'MCP_SERVERS_FILE'
     const path = file ?? './mcp-servers.json'
-    if (!file && !existsSync(path)) return { servers: [], source: 'none' }
+    if (!file && !existsSync(path)) return { servers: [], source: 'none', warnings: [] }
     try {
       text = readFileSync(path, 'utf8')
     } catch (error) {
@@ -115,6 +118,6 @@ function loadServers(file: string | undefined, json: string | undefined): { serv
   }
   const result = parseServers(document)
   if ('problem' in result) throw new ConfigError(`${variable}: ${result.problem}`)
-  return { servers: result.servers, source: variable }
+  return { servers: result.servers, source: variable, warnings: result.warnings.map((warning) => `${variable}: ${warning}`) }
 }
 

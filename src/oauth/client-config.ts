@@ -34,6 +34,11 @@ function clientAuthentication(client: ClientRegistration): oidc.ClientAuth {
       return clientSecretBasic(client.clientSecret)
     case 'client_secret_post':
       return oidc.ClientSecretPost(client.clientSecret)
+    case 'private_key_jwt':
+      // RFC 7523 §2.2: a JWT signed with the service account's key; openid-client sets iss, sub,
+      // aud (the issuer), jti and exp, and takes the JWS alg from the imported key.
+      if (!client.clientKey) throw new TypeError('private_key_jwt needs a private key')
+      return oidc.PrivateKeyJwt(client.clientKey.key)
     case 'none':
       return oidc.None()
   }

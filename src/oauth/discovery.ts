@@ -119,7 +119,7 @@ export async function discoverServerAuth(
         `authorization server metadata has issuer ${metadata.issuer}, expected ${authorizationServer}; sign-in refused`,
       )
     }
-  } else if (resourceMetadata && !server.oauth.authorizationUrl) {
+  } else if (resourceMetadata && !server.oauth.tokenUrl) {
     throw new DiscoveryError(`no authorization server metadata found for ${authorizationServer}`)
   }
 
@@ -128,8 +128,9 @@ export async function discoverServerAuth(
   // MCP 2025-11-25 Authorization, "Authorization Code Protection": PKCE S256 is mandatory, and a
   // server whose metadata does not advertise it must not be used. The 2025-03-26 default
   // endpoints (no metadata at all) list S256 above and so proceed with it.
+  // A service account (client credentials) has no authorization request to protect.
   const methods = metadata.code_challenge_methods_supported
-  if (!methods?.includes('S256')) {
+  if (server.grantType === 'authorization_code' && !methods?.includes('S256')) {
     throw new DiscoveryError(
       `authorization server ${authorizationServer} does not advertise PKCE S256 (code_challenge_methods_supported); sign-in refused`,
     )
@@ -175,6 +176,8 @@ function withConfiguredEndpoints(
     code_challenge_methods_supported: ['S256'],
   }
   const { authorizationUrl, tokenUrl } = server.oauth
+  // A service account only needs the token endpoint; a user sign-in configures both or neither.
+  if (server.grantType === 'client_credentials' && tokenUrl) return { ...base, token_endpoint: tokenUrl }
   if (!authorizationUrl || !tokenUrl) return base
   return { ...base, authorization_endpoint: authorizationUrl, token_endpoint: tokenUrl }
 }

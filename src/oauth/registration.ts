@@ -6,12 +6,14 @@ import type { ServerAuth } from './discovery.ts'
 import { DiscoveryError } from './discovery.ts'
 import type { FetchLike } from './url-guard.ts'
 
-export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none'
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none'
 
 /** How the relay identifies itself to one authorization server. */
 export interface ClientRegistration {
   readonly clientId: string
   readonly clientSecret: string | undefined
+  /** A configured service account's signing key (`private_key_jwt`); never stored. */
+  readonly clientKey?: ServerConfig['oauth']['clientKey']
   readonly authMethod: TokenEndpointAuthMethod
   readonly source: 'configured' | 'metadata-document' | 'dynamic'
 }
@@ -43,6 +45,7 @@ export async function ensureClientRegistration(
     return {
       clientId: configured.clientId,
       clientSecret: configured.clientSecret,
+      clientKey: configured.clientKey,
       authMethod:
         configured.tokenEndpointAuthMethod ??
         chooseAuthMethod(Boolean(configured.clientSecret), auth.metadata.token_endpoint_auth_methods_supported),

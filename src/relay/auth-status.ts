@@ -1,9 +1,10 @@
 import type { ServerConfig } from '../config/load-config.ts'
-import { ownerOf, type RelayDeps } from './deps.ts'
+import type { RelayDeps } from './deps.ts'
 import { selectServers } from './select-servers.ts'
 import { createLoginLink } from './sign-in-link.ts'
 import type { AuthStatusResult, Caller, ServerStatusEntry } from './types.ts'
-import { freshToken, withUpstream } from './upstream-access.ts'
+import { userSignIn } from './user-sign-in.ts'
+import { tokenSourceFor, withUpstream } from './upstream-access.ts'
 
 const USAGE =
   'For each server with status "need_auth", show its login_url to the user as a link and ask them to sign in, then call mcp_auth_status again. "authorized" and "no_auth_required" servers are ready: call mcp_tool_list.'
@@ -28,7 +29,14 @@ export async function authStatus(
 
 async function statusOf(deps: RelayDeps, caller: Caller, server: ServerConfig, forceReauth: boolean): Promise<ServerStatusEntry> {
   const base = { server_id: server.serverId, description: server.description }
-  const owner = ownerOf(caller, server)
+  const source = tokenSourceFor(server)
+  const owner = source.ownerOf(caller, server)
+  if (source.auth === 'service_account') {
+    // Never a login link (force_reauth included): the server's one token, obtained if need be.
+    const current = await source.current(deps, server, owner)
+    if (current.kind === 'token') return { ...base, status: 'authorized', auth: 'service_account', message: 'Connected through the server\'s service account; no sign-in needed.' }
+    return { ...base, status: 'error', message: current.kind === 'none' ? 'No service account token.' : current.message }
+  }
   const token = await deps.tokens.get(owner)
   if (forceReauth && token) {
     // force_reauth: a fresh link for a signed-in user; completing it replaces the token.
@@ -38,8 +46,8 @@ async function statusOf(deps: RelayDeps, caller: Caller, server: ServerConfig, f
   }
   if (token) {
     // "authorized" means a usable token is stored: no upstream call unless it must be refreshed.
-    const fresh = await freshToken(deps, owner, server, token)
-    if (fresh.kind === 'token') return { ...base, status: 'authorized', message: 'Signed in.' }
+    const fresh = await userSignIn.current(deps, server, owner, token)
+    if (fresh.kind === 'token') return { ...base, status: 'authorized', auth: 'user', message: 'Signed in.' }
     if (fresh.kind === 'need-auth') return { ...base, status: 'need_auth', login_url: fresh.loginUrl, message: fresh.message }
     return { ...base, status: 'error', message: fresh.kind === 'error' ? fresh.message : 'No token.' }
   }
@@ -49,7 +57,7 @@ async function statusOf(deps: RelayDeps, caller: Caller, server: ServerConfig, f
   switch (access.kind) {
     case 'ok':
       return access.authorized
-        ? { ...base, status: 'authorized', message: 'Signed in.' }
+        ? { ...base, status: 'authorized', auth: 'user', message: 'Signed in.' }
         : { ...base, status: 'no_auth_required', message: 'This server needs no sign-in.' }
     case 'need-auth':
       return { ...base, status: 'need_auth', login_url: access.loginUrl, message: access.message }

@@ -40,7 +40,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'clients' | 'flows') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
     // does not lose them (sealed-map.ts). Tokens move at their next refresh, flows live 10 minutes.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
@@ -73,6 +73,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
       timeoutMs,
       flows: createFlowStore({ map: sealed<SignInFlow>('flows') }),
       tokens,
+      serviceTokens: createTokenStore({ map: sealed<UpstreamToken>('service-tokens') }),
       lock: store.lock,
       now,
       logger,

@@ -4,6 +4,7 @@ import type { McpPool } from '../mcp/pool.ts'
 import type { ToolListCache } from '../mcp/tool-cache.ts'
 import type { FetchLike } from '../mcp/upstream-fetch.ts'
 import type { DiscoveryCache } from '../oauth/discovery-cache.ts'
+import type { ServiceTokenDeps } from '../oauth/client-credentials.ts'
 import type { RegistrationDeps } from '../oauth/registration.ts'
 import type { RefreshDeps } from '../oauth/refresh.ts'
 import type { SignInDeps } from '../oauth/sign-in.ts'
@@ -29,7 +30,7 @@ export interface RelayDeps {
   readonly stepUps: Keyv
   readonly toolCache: ToolListCache
   readonly pool: McpPool
-  readonly oauth: SignInDeps & RefreshDeps & { readonly registration: RegistrationDeps }
+  readonly oauth: SignInDeps & RefreshDeps & ServiceTokenDeps & { readonly registration: RegistrationDeps }
   /** The fetch pooled MCP transports build on (tests may pass one that counts). */
   readonly upstreamFetch: FetchLike
   readonly maxUpstreamResponseBytes: number

@@ -1,15 +1,16 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerConfig } from '../config/load-config.ts'
 import { listAllTools } from '../mcp/tool-cache.ts'
-import { ownerOf, toolCacheKey, type RelayDeps } from './deps.ts'
+import { toolCacheKey, type RelayDeps } from './deps.ts'
 import { selectServers } from './select-servers.ts'
 import type { Caller, ListToolsResult } from './types.ts'
-import { freshToken, withUpstream, type Access } from './upstream-access.ts'
+import type { NoToken } from './token-source.ts'
+import { tokenSourceFor, withUpstream } from './upstream-access.ts'
 
 const USAGE =
   'Call mcp_tool_call with a tool_ref from this list and input as a JSON object that matches the tool\'s inputSchema. For each server in auth_required, show its login_url to the user as a link and ask them to sign in first.'
 
-type Failure = Exclude<Access<never>, { kind: 'ok' }>
+type Failure = NoToken
 
 /** A non-ok access outcome, thrown through the tool cache so single-flight waiters see it. */
 class AccessFailure extends Error {
@@ -59,18 +60,14 @@ export async function listTools(deps: RelayDeps, caller: Caller, request: { serv
  * sign in and never handed the cached list another user's session filled.
  */
 export async function toolsOf(deps: RelayDeps, caller: Caller, server: ServerConfig): Promise<ServerTools> {
-  const owner = ownerOf(caller, server)
-  const stored = await deps.tokens.get(owner)
-  let mayUseCache: boolean
-  if (stored) {
-    const fresh = await freshToken(deps, owner, server, stored)
-    if (fresh.kind !== 'token' && fresh.kind !== 'none') return fresh
-    mayUseCache = fresh.kind === 'token'
-  } else {
-    mayUseCache = (await deps.discovery.get(server))?.kind === 'open'
-  }
+  const source = tokenSourceFor(server)
+  const owner = source.ownerOf(caller, server)
+  const current = await source.current(deps, server, owner)
+  if (current.kind !== 'token' && current.kind !== 'none') return current
+  const mayUseCache = current.kind === 'token' || (await deps.discovery.get(server))?.kind === 'open'
+  const token = current.kind === 'token' ? current.token : undefined
   const load = async (): Promise<Tool[]> => {
-    const access = await withUpstream(deps, caller, server, (client, timeoutMs) => listAllTools(client, timeoutMs))
+    const access = await withUpstream(deps, caller, server, (client, timeoutMs) => listAllTools(client, timeoutMs), { token })
     if (access.kind !== 'ok') throw new AccessFailure(access)
     return access.value
   }

@@ -15,6 +15,8 @@ export interface ServerStatusEntry {
   server_id: string
   description: string
   status: ServerStatus
+  /** How an `authorized` server is reached: the user's own sign-in, or the server's service account. */
+  auth?: 'user' | 'service_account'
   login_url?: string
   message: string
 }

@@ -5,19 +5,14 @@ import type { ServerConfig } from '../config/load-config.ts'
 import { isRelayError } from '../errors.ts'
 import { connectUpstream, isSessionLost } from '../mcp/connect.ts'
 import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
-import { forgetClientRegistration } from '../oauth/registration.ts'
-import { refreshUpstreamToken, TransientRefreshError } from '../oauth/refresh.ts'
-import { storeKey } from '../store/keys.ts'
-import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
-import { ownerOf, poolKey, redirectUriFor, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
-import { createLoginLink, mergeScopes, resolveServerAuth } from './sign-in-link.ts'
+import { poolKey, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
+import { serviceAccount } from './service-account.ts'
+import type { NoToken, TokenSource } from './token-source.ts'
 import type { Caller } from './types.ts'
+import { userSignIn } from './user-sign-in.ts'
 
-export type Access<T> =
-  | { kind: 'ok'; value: T; authorized: boolean }
-  | { kind: 'need-auth'; loginUrl: string; message: string }
-  | { kind: 'error'; code: 'UPSTREAM_ERROR' | 'TIMEOUT'; message: string }
+export type Access<T> = { kind: 'ok'; value: T; authorized: boolean } | NoToken
 
 /**
  * The access token of the call in progress, for the requests that call makes. One user's
@@ -34,17 +29,23 @@ function currentToken(session: () => string | undefined): string | undefined {
   return call && !call.ended ? call.accessToken : session()
 }
 
-/** At most this many step-up sign-ins for one (user, server) within STEP_UP_WINDOW_MS. */
-const MAX_STEP_UPS = 2
-const STEP_UP_WINDOW_MS = 60 * 60 * 1000
+/** Renewals one call may make: a refresh, then a token another request stored meanwhile (twice at most). */
+const MAX_RENEWALS = 3
+
+/** The way `server` authorizes its callers: each user's sign-in, or its service account. */
+export function tokenSourceFor(server: ServerConfig): TokenSource {
+  return server.grantType === 'client_credentials' ? serviceAccount : userSignIn
+}
 
 /**
- * Runs `fn` on the caller's pooled session with `server`, with a usable token:
- * - a token close to expiry is refreshed first; a 401 refreshes once and retries once;
- * - no token and a server that wants one: `need-auth` with a login link;
- * - `403 insufficient_scope`: `need-auth` for the larger scope set, within the step-up limit;
+ * Runs `fn` on the caller's pooled session with `server`, with a token from the server's token
+ * source (token-source.ts):
+ * - no token and a server that wants one: what the source says (a login link, or an error);
+ * - a 401 renews the token once through the source and retries; a 403 `insufficient_scope` asks
+ *   the source to step up;
  * - a session the server no longer knows (404) is reopened once;
  * - upstream trouble: `error` (TIMEOUT or UPSTREAM_ERROR). Store trouble throws (503).
+ * `known` is the caller's stored token when already read (or a stand-in, in tests).
  */
 export async function withUpstream<T>(
   deps: RelayDeps,
@@ -53,19 +54,20 @@ export async function withUpstream<T>(
   fn: (client: Client, timeoutMs: number) => Promise<T>,
   options: { token?: UpstreamToken | undefined } = {},
 ): Promise<Access<T>> {
-  const owner = ownerOf(caller, server)
+  const source = tokenSourceFor(server)
+  const owner = source.ownerOf(caller, server)
   const timeoutMs = timeoutFor(deps, server)
-  const usable = await freshToken(deps, owner, server, options.token)
-  if (usable.kind !== 'token' && usable.kind !== 'none') return usable
-  let token = usable.kind === 'token' ? usable.token : undefined
-  let refreshed = usable.kind === 'token' && usable.refreshed
+  const first = await source.current(deps, server, owner, options.token)
+  if (first.kind !== 'token' && first.kind !== 'none') return first
+  let token = first.kind === 'token' ? first.token : undefined
+  let renewed = first.kind === 'token' && first.renewed
 
   // Read once here: a server known to be open is not looked up again after the call.
   const known = token ? undefined : await deps.discovery.get(server)
-  if (known?.kind === 'oauth') return needAuth(deps, owner, server, {})
+  if (known?.kind === 'oauth') return source.missing(deps, server, owner, {})
 
   let sessionLost = false
-  let switched = false
+  let renewals = 0
   for (;;) {
     try {
       const call = { accessToken: token?.accessToken, ended: false }
@@ -82,32 +84,16 @@ export async function withUpstream<T>(
       return { kind: 'ok', value, authorized: token !== undefined }
     } catch (error) {
       if (error instanceof UpstreamAuthError && error.status === 401) {
-        if (!token) return needAuth(deps, owner, server, { challenge: error.challenge })
-        if (refreshed) {
-          // MCP "Token Handling": a token that was just refreshed and is still refused is not
-          // refreshed again; the user signs in anew. Unless the store meanwhile holds a newer one
-          // (another call or replica signed in or refreshed again): that one gets its own try,
-          // and is not deleted on account of the token it replaced.
-          const stored = await deps.tokens.get(owner)
-          if (stored && stored.accessToken !== token.accessToken && !switched) {
-            switched = true
-            token = stored
-            continue
-          }
-          if (stored?.accessToken === token.accessToken) {
-            await deps.tokens.remove(owner)
-            deps.logger.warn({ serverId: server.serverId }, 'fresh token refused by the server, token removed')
-          }
-          return needAuth(deps, owner, server, { challenge: error.challenge })
-        }
-        const outcome = await refresh(deps, owner, server, token)
-        if (outcome.kind !== 'token') return outcome
-        token = outcome.token
-        refreshed = true
+        if (!token || renewals === MAX_RENEWALS) return source.missing(deps, server, owner, error.challenge)
+        const next = await source.renew(deps, server, owner, token, renewed, error.challenge)
+        if (next.kind !== 'token') return next
+        token = next.token
+        renewed = true
+        renewals++
         continue
       }
       if (error instanceof UpstreamAuthError && error.status === 403 && token) {
-        if (error.challenge.error === 'insufficient_scope') return stepUp(deps, owner, server, token, error.challenge.scope)
+        if (error.challenge.error === 'insufficient_scope') return source.stepUp(deps, server, owner, token, error.challenge.scope)
         return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} refused the request (HTTP 403).` }
       }
       if (isRelayError(error)) throw error
@@ -120,133 +106,6 @@ export async function withUpstream<T>(
       }
       return upstreamFailure(server, error)
     }
-  }
-}
-
-export type FreshToken =
-  | { kind: 'token'; token: UpstreamToken; refreshed: boolean }
-  | { kind: 'none' }
-  | Exclude<Access<never>, { kind: 'ok' }>
-
-/** The stored token, refreshed first when it is within the skew of its expiry. */
-export async function freshToken(
-  deps: RelayDeps,
-  owner: TokenOwner,
-  server: ServerConfig,
-  known: UpstreamToken | undefined,
-): Promise<FreshToken> {
-  const token = known ?? (await deps.tokens.get(owner))
-  if (!token) return { kind: 'none' }
-  if (!isNearExpiry(token, deps.now())) return { kind: 'token', token, refreshed: false }
-  const outcome = await refresh(deps, owner, server, token)
-  if (outcome.kind === 'token') return { kind: 'token', token: outcome.token, refreshed: true }
-  // An early refresh that failed for now (the authorization server is down) does not fail a call
-  // the current token can still make: the refresh is tried again on the next call.
-  if (outcome.kind === 'error' && token.expiresAt !== undefined && deps.now() < token.expiresAt) {
-    return { kind: 'token', token, refreshed: false }
-  }
-  return outcome
-}
-
-/**
- * Refresh a little before expiry: a skew of a quarter of the token's life, at most 60 s, plus up
- * to 10% jitter, so replicas holding the same token do not all refresh at the same instant.
- */
-export function isNearExpiry(token: UpstreamToken, now: number): boolean {
-  if (token.expiresAt === undefined) return false
-  const life = Math.max(token.expiresAt - token.obtainedAt, 0)
-  const skew = Math.min(life / 4, 60_000) * (1 + Math.random() * 0.1)
-  return now >= token.expiresAt - skew
-}
-
-async function refresh(
-  deps: RelayDeps,
-  owner: TokenOwner,
-  server: ServerConfig,
-  token: UpstreamToken,
-): Promise<{ kind: 'token'; token: UpstreamToken } | Exclude<Access<never>, { kind: 'ok' }>> {
-  try {
-    const outcome = await refreshUpstreamToken(deps.oauth, owner, token, () => resolveServerAuth(deps, server))
-    if (outcome.kind === 'token') return outcome
-    if (outcome.oauthError === 'invalid_client') {
-      const { auth } = await resolveServerAuth(deps, server)
-      await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps, server))
-    }
-    await deps.pool.drop(poolKey(owner))
-    return needAuth(deps, owner, server, {})
-  } catch (error) {
-    // A refresh lock that stayed held past the wait (another replica stuck) is as transient as a 5xx.
-    if (error instanceof TransientRefreshError || error instanceof LockWaitTimeoutError) {
-      return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${error.message}. Your sign-in is kept; try again shortly.` }
-    }
-    throw error
-  }
-}
-
-async function needAuth(
-  deps: RelayDeps,
-  owner: TokenOwner,
-  server: ServerConfig,
-  request: { challenge?: UpstreamAuthError['challenge']; scope?: string },
-): Promise<Exclude<Access<never>, { kind: 'ok' }>> {
-  const link = await createLoginLink(deps, owner, server, request)
-  if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
-  return {
-    kind: 'need-auth',
-    loginUrl: link.loginUrl,
-    message: `Sign-in to ${server.description || server.serverId} is needed. Open the login_url, sign in, then try again.`,
-  }
-}
-
-interface StepUpRecord {
-  count: number
-  scope: string
-  tokenObtainedAt: number
-}
-
-/**
- * MCP 2025-11-25 Authorization, "Step-Up Authorization Flow": a 403 `insufficient_scope` asks
- * the user to sign in for the union of granted and required scopes. A 403 for scopes already
- * granted, or a third step-up for the same (user, server) within an hour, is an error instead
- * of another link: no endless sign-in loops.
- */
-async function stepUp(
-  deps: RelayDeps,
-  owner: TokenOwner,
-  server: ServerConfig,
-  token: UpstreamToken,
-  required: string | undefined,
-): Promise<Exclude<Access<never>, { kind: 'ok' }>> {
-  const granted = new Set(token.scope?.split(/\s+/).filter(Boolean))
-  const missing = required?.split(/\s+/).filter((scope) => scope && !granted.has(scope)) ?? []
-  if (missing.length === 0) {
-    return {
-      kind: 'error',
-      code: 'UPSTREAM_ERROR',
-      message: `${server.serverId} refused the request for lack of scope${required ? ` (${required})` : ''}, but the token already has every scope it asked for; signing in again would not help.`,
-    }
-  }
-  const scope = mergeScopes(token.scope, required)!
-  const key = storeKey(owner.tenant, owner.userId, owner.serverId)
-  const previous = (await deps.stepUps.get(key)) as StepUpRecord | undefined
-  // Asking again before the user signed in (same token, same scope) is the same step-up.
-  const same = previous && previous.scope === scope && previous.tokenObtainedAt === token.obtainedAt
-  const count = same ? previous.count : (previous?.count ?? 0) + 1
-  if (count > MAX_STEP_UPS) {
-    deps.logger.warn({ serverId: server.serverId }, 'step-up limit reached')
-    return {
-      kind: 'error',
-      code: 'UPSTREAM_ERROR',
-      message: `${server.serverId} keeps asking for more scopes (${missing.join(' ')}) after ${MAX_STEP_UPS} extra sign-ins; stopping here. Ask an administrator to check the server's scopes.`,
-    }
-  }
-  await deps.stepUps.set(key, { count, scope, tokenObtainedAt: token.obtainedAt } satisfies StepUpRecord, STEP_UP_WINDOW_MS)
-  const link = await createLoginLink(deps, owner, server, { scope })
-  if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
-  return {
-    kind: 'need-auth',
-    loginUrl: link.loginUrl,
-    message: `${server.description || server.serverId} needs more permissions (${missing.join(' ')}). Open the login_url, sign in, then try again.`,
   }
 }
 
@@ -271,7 +130,7 @@ async function markOpen(deps: RelayDeps, server: ServerConfig): Promise<void> {
   if (!known) await deps.discovery.set(server, { kind: 'open' })
 }
 
-function upstreamFailure(server: ServerConfig, error: unknown): Exclude<Access<never>, { kind: 'ok' | 'need-auth' }> {
+function upstreamFailure(server: ServerConfig, error: unknown): Extract<NoToken, { kind: 'error' }> {
   if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
     return { kind: 'error', code: 'TIMEOUT', message: `${server.serverId} did not answer in time.` }
   }

@@ -1,0 +1,87 @@
+import type { ServerConfig } from '../config/load-config.ts'
+import { DiscoveryError } from '../oauth/discovery.ts'
+import { obtainServiceToken, ServiceAccountRefusedError, ServiceAccountUnavailableError } from '../oauth/client-credentials.ts'
+import { UrlRefusedError } from '../oauth/url-guard.ts'
+import { LockWaitTimeoutError } from '../store/lock.ts'
+import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
+import type { RelayDeps } from './deps.ts'
+import { resolveServerAuth, selectScope } from './sign-in-link.ts'
+import { isNearExpiry, type NoToken, type TokenFor, type TokenSource } from './token-source.ts'
+
+/**
+ * The one identity every tenant and user of a service-account server shares. Tenants and users
+ * are `[A-Za-z0-9_.-]` names (config/api-keys.ts, the user_id check), so no caller is `*`.
+ */
+function serviceOwner(server: ServerConfig): TokenOwner {
+  return { tenant: '*', userId: '*', serverId: server.serverId }
+}
+
+/**
+ * A server's service account (`grant_type: client_credentials`, DESIGN.md §3): one token for the
+ * server, shared by every tenant and user, obtained with the client credentials grant (RFC 6749
+ * §4.4), kept sealed in the store, obtained anew before expiry and once on a 401. Never a login
+ * link; a refused credential is the server's error, with a message for the operator.
+ */
+export const serviceAccount: TokenSource = {
+  auth: 'service_account',
+  ownerOf: (_caller, server) => serviceOwner(server),
+
+  async current(deps, server, owner) {
+    const stored = await deps.oauth.serviceTokens.get(owner)
+    if (stored && !isNearExpiry(stored, deps.now())) return { kind: 'token', token: stored, renewed: false }
+    const fresh = await obtain(deps, server, owner, stored)
+    // A stored token that is close to expiry, but not past it, still serves while the
+    // authorization server is unavailable.
+    if (fresh.kind === 'error' && stored?.expiresAt !== undefined && deps.now() < stored.expiresAt) {
+      return { kind: 'token', token: stored, renewed: false }
+    }
+    return fresh
+  },
+
+  async renew(deps, server, owner, refused, refusedWasRenewed) {
+    if (refusedWasRenewed) {
+      return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} refused its service account's new token (HTTP 401); ask an administrator to check the account's access.` }
+    }
+    return obtain(deps, server, owner, refused)
+  },
+
+  async missing(_deps, server) {
+    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} asked for a token its service account does not have.` }
+  },
+
+  async stepUp(_deps, server, _owner, _token, required) {
+    return {
+      kind: 'error',
+      code: 'UPSTREAM_ERROR',
+      message: `${server.serverId} refused its service account for lack of scope${required ? ` (${required})` : ''}; an administrator can set "scope" in the server entry.`,
+    }
+  },
+}
+
+async function obtain(deps: RelayDeps, server: ServerConfig, owner: TokenOwner, stale: UpstreamToken | undefined): Promise<TokenFor> {
+  try {
+    const token = await obtainServiceToken(deps.oauth, owner, stale, async () => {
+      const { auth, client } = await resolveServerAuth(deps, server)
+      return { auth, client, scope: selectScope(server, auth, undefined) }
+    })
+    return { kind: 'token', token, renewed: true }
+  } catch (error) {
+    const failure = serviceAccountFailure(server, error)
+    if (failure) return failure
+    throw error
+  }
+}
+
+/** What the operator must fix, or what will pass, as the server's error; undefined for store trouble (503). */
+function serviceAccountFailure(server: ServerConfig, error: unknown): NoToken | undefined {
+  if (error instanceof ServiceAccountRefusedError || error instanceof ServiceAccountUnavailableError) {
+    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${error.message}.` }
+  }
+  if (error instanceof DiscoveryError || error instanceof UrlRefusedError) {
+    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `The service account of ${server.serverId} is unavailable: ${error.message}` }
+  }
+  if (error instanceof LockWaitTimeoutError) {
+    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `The service account of ${server.serverId} is busy getting a token; try again shortly.` }
+  }
+  return undefined
+}
