@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../../src/config/load-config.ts'
 
 const KEY = 'k'.repeat(24)
+const EC_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
 const server = { server_id: 'docs', mcp_url: 'https://docs.example.com/mcp' }
 const json = (document: unknown) => JSON.stringify(document)
 
@@ -95,6 +97,14 @@ describe('loadConfig', () => {
     [{ OAUTH_CLIENT_METADATA_URL: 'http://relay/cimd.json' }, /^OAUTH_CLIENT_METADATA_URL: must be an https URL$/],
     [{ RELAY_USER_SECRET: 'too-short' }, /^RELAY_USER_SECRET: must be at least 32 characters$/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL: /],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'password' }]) }, /servers\[0\] \(docs\): grant_type: /],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials' }]) }, /servers\[0\] \(docs\): client_id: is required with grant_type "client_credentials"$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc' }]) }, /\(docs\): client_secret: grant_type "client_credentials" needs client_secret or client_private_key\(_file\)$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_private_key: 's3cret-value' }]) }, /\(docs\): client_private_key: is not a PEM private key$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_private_key_file: '/nonexistent/key.pem' }]) }, /\(docs\): client_private_key_file: cannot read \/nonexistent\/key\.pem \(ENOENT\)$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_private_key: EC_PEM, client_signing_alg: 'RS256' }]) }, /\(docs\): client_private_key: a ec key cannot sign with RS256$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_secret: 's3cret-value', token_endpoint_auth_method: 'private_key_jwt' }]) }, /\(docs\): token_endpoint_auth_method: must be "client_secret_basic" or "client_secret_post" with client_secret$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, client_id: 'svc', client_private_key: EC_PEM }]) }, /\(docs\): grant_type: a private key \(private_key_jwt\) is only used with grant_type "client_credentials"$/],
   ])('refuses %o with one line naming it', (env, message) => {
     let thrown: unknown
     try {
@@ -106,7 +116,25 @@ describe('loadConfig', () => {
     const text = (thrown as Error).message
     expect(text).toMatch(message)
     expect(text).not.toContain('\n')
-    for (const secret of ['hunter2', 's3cret-value', KEY]) expect(text).not.toContain(secret)
+    for (const secret of ['hunter2', 's3cret-value', KEY, EC_PEM.split('\n')[1]!]) expect(text).not.toContain(secret)
+  })
+
+  it('reads a service account entry: the grant, its key (signing alg from the key) and private_key_jwt', () => {
+    const config = load({
+      MCP_SERVERS_JSON: json([
+        { ...server, grant_type: 'client_credentials', client_id: 'svc', client_private_key: EC_PEM },
+        { server_id: 'reports', mcp_url: 'https://reports.example.com/mcp', grant_type: 'client_credentials', client_id: 'svc', client_secret: 'x', token_url: 'https://sso.example.com/token' },
+      ]),
+    })
+    expect(config.servers.get('docs')).toMatchObject({ grantType: 'client_credentials', oauth: { clientId: 'svc', tokenEndpointAuthMethod: 'private_key_jwt', clientKey: { alg: 'ES256' } } })
+    expect(config.servers.get('reports')).toMatchObject({ grantType: 'client_credentials', oauth: { tokenUrl: 'https://sso.example.com/token', clientKey: undefined } })
+    expect(load({ MCP_SERVERS_JSON: json([server]) }).servers.get('docs')?.grantType).toBe('authorization_code')
+  })
+
+  it('names each unknown field of a server entry in a warning, and starts', () => {
+    const config = load({ MCP_SERVERS_JSON: json([{ ...server, grant_typ: 'client_credentials', scopes: 'a' }, { id: 'b', url: server.mcp_url }]) })
+    expect(config.servers.get('docs')?.grantType).toBe('authorization_code')
+    expect(config.serversWarnings).toEqual(['MCP_SERVERS_JSON: servers[0] (docs): unknown fields "grant_typ", "scopes" ignored'])
   })
 
   it('parses trusted hosts as host, host:port and CIDR', () => {

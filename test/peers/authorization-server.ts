@@ -24,7 +24,7 @@ export interface AuthorizationServerOptions {
   issuerPath?: string
   /** Open dynamic client registration (no initial access token); default true. */
   registration?: boolean
-  /** Pre-registered clients (client_secret_basic, client_secret_post or none). */
+  /** Pre-registered clients (client_secret_basic, client_secret_post, private_key_jwt with `jwks`, or none). */
   clients?: ClientMetadata[]
   /**
    * Also answer RFC 8414 metadata at /.well-known/oauth-authorization-server{issuerPath}
@@ -146,6 +146,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     expiresWithSession: () => false,
     ttl: {
       AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
       AuthorizationCode: 60,
       IdToken: accessTokenTtl,
       Interaction: 600,
@@ -157,6 +158,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: opts.registration ?? true },
+      // RFC 6749 §4.4, for service-account clients (grant_types ['client_credentials']).
+      clientCredentials: { enabled: true },
       revocation: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
