@@ -29,9 +29,23 @@ const SCENARIOS = [
   'auth/2025-03-26-oauth-metadata-backcompat',
   'auth/2025-03-26-oauth-endpoint-fallback',
   'auth/resource-mismatch',
+  'auth/offline-access-scope',
+  'auth/offline-access-not-supported',
+  'auth/client-credentials-basic',
+  'auth/client-credentials-jwt',
   'initialize',
   'tools_call',
+  'sse-retry',
 ]
+
+/**
+ * Client scenarios of the installed suite deliberately not run, with why (README "Standards").
+ * The guard below fails when the suite gains a scenario that is in neither list.
+ */
+const NOT_RUN: Record<string, string> = {
+  'elicitation-sep1034-client-defaults': 'the relay has no user at hand to accept a form; it refuses form elicitation (DESIGN.md §4)',
+  'auth/cross-app-access-complete-flow': 'needs an enterprise IdP token (SEP-990); the relay has no such token source yet',
+}
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const CLI = join(ROOT, 'node_modules/@modelcontextprotocol/conformance/dist/index.js')
@@ -83,14 +97,11 @@ afterAll(async () => {
 })
 
 describe('MCP conformance suite 0.1.16, client scenarios, through the relay', () => {
-  it('covers every scenario of the installed suite\'s "auth" suite', async () => {
+  it('runs every client scenario of the installed suite, or says why not', async () => {
     const listed = await runCli(['list', '--client'], 15_000)
-    // `--suite auth` holds the auth/* scenarios of the dated 2025-06-18 / 2025-11-25 revisions.
-    const authSuite = [...listed.output.matchAll(/^\s+- (auth\/\S+) \[([^\]]+)\]$/gm)]
-      .filter(([, , versions]) => /2025-06-18|2025-11-25/.test(versions!))
-      .map(([, name]) => name!)
-    expect(authSuite.length).toBeGreaterThan(0)
-    expect(SCENARIOS).toEqual(expect.arrayContaining(authSuite))
+    const all = [...listed.output.matchAll(/^\s+- (\S+) \[([^\]]+)\]$/gm)].map(([, name]) => name!)
+    expect(all.length).toBeGreaterThanOrEqual(SCENARIOS.length + Object.keys(NOT_RUN).length)
+    expect([...SCENARIOS, ...Object.keys(NOT_RUN)].sort()).toEqual([...all].sort())
   })
 
   it.each(SCENARIOS)('%s passes with no failure and no warning', async (scenario) => {

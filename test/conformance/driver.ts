@@ -33,7 +33,13 @@ const TOOL_CALLS: Record<string, { name: string; input: Record<string, unknown> 
 interface ScenarioContext {
   client_id?: string
   client_secret?: string
+  /** The client-credentials scenarios: a service account's key (PKCS #8 PEM) and its JWS algorithm. */
+  private_key_pem?: string
+  signing_algorithm?: string
 }
+
+/** Scenarios whose server expects a service account (grant_type client_credentials), not a user's sign-in. */
+const SERVICE_ACCOUNT_SCENARIOS = new Set(['auth/client-credentials-basic', 'auth/client-credentials-jwt'])
 
 /** A bound of our own: the runner kills only its shell when a scenario times out, not this process. */
 const DRIVER_TIMEOUT_MS = 35_000
@@ -47,7 +53,7 @@ async function main(): Promise<void> {
   const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || '{}') as ScenarioContext
   log.info({ scenario, serverUrl }, 'scenario started')
 
-  const relay = await startRelay(serverUrl, context)
+  const relay = await startRelay(serverUrl, context, SERVICE_ACCOUNT_SCENARIOS.has(scenario))
   try {
     let listed = await relay.post('/tools/list-tools', { user_id: USER_ID })
     for (let signIns = 0; listed.auth_required.length > 0; signIns++) {
@@ -86,7 +92,7 @@ async function signIn(loginUrl: string): Promise<void> {
   log.info({}, 'signed in')
 }
 
-async function startRelay(serverUrl: string, context: ScenarioContext) {
+async function startRelay(serverUrl: string, context: ScenarioContext, serviceAccount: boolean) {
   const port = await freePort()
   const config = loadConfig({
     PORT: String(port),
@@ -101,6 +107,9 @@ async function startRelay(serverUrl: string, context: ScenarioContext) {
           mcp_url: serverUrl,
           ...(context.client_id ? { client_id: context.client_id } : {}),
           ...(context.client_secret ? { client_secret: context.client_secret } : {}),
+          ...(serviceAccount ? { grant_type: 'client_credentials' } : {}),
+          ...(context.private_key_pem ? { client_private_key: context.private_key_pem } : {}),
+          ...(context.signing_algorithm ? { client_signing_alg: context.signing_algorithm } : {}),
         },
       ],
     }),
