@@ -7,6 +7,7 @@ import { connectUpstream, isSessionLost } from '../mcp/connect.ts'
 import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
 import { forgetClientRegistration } from '../oauth/registration.ts'
 import { refreshUpstreamToken, TransientRefreshError } from '../oauth/refresh.ts'
+import { findRefusal } from '../oauth/url-guard.ts'
 import { storeKey } from '../store/keys.ts'
 import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
@@ -276,7 +277,8 @@ function upstreamFailure(server: ServerConfig, error: unknown): Exclude<Access<n
     return { kind: 'error', code: 'TIMEOUT', message: `${server.serverId} did not answer in time.` }
   }
   if (error instanceof UpstreamTooLargeError) return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId}: ${error.message}.` }
-  const detail = error instanceof Error ? error.message : String(error)
+  // The connect-time SSRF check refused the connection: say so rather than "fetch failed".
+  const detail = findRefusal(error)?.message ?? (error instanceof Error ? error.message : String(error))
   return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} failed: ${truncate(detail, 300)}` }
 }
 
