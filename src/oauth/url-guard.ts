@@ -28,8 +28,11 @@ for (const [address, prefix] of [
   ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
   ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3],
 ] as const) NON_PUBLIC.addSubnet(address, prefix, 'ipv4')
+// No rule for IPv4-mapped addresses (::ffff:0:0/96): BlockList checks ::ffff:a.b.c.d against the
+// IPv4 rules above by itself, and also checks every IPv4 address against such a rule, so that
+// rule made every public IPv4 address "private".
 for (const [address, prefix] of [
-  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['::ffff:0:0', 96],
+  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96],
 ] as const) NON_PUBLIC.addSubnet(address, prefix, 'ipv6')
 
 export interface UrlGuard {
