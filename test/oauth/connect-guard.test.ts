@@ -9,7 +9,7 @@ import { createServer as createNetServer, type AddressInfo, type LookupFunction,
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { parseTrustedHosts } from '../../src/config/trusted-hosts.ts'
 import { createHttpFetch, type HttpFetch } from '../../src/mcp/http-fetch.ts'
 import { createGuardedFetch, createUrlGuard, findRefusal, UrlRefusedError, type UrlGuard } from '../../src/oauth/url-guard.ts'
@@ -62,12 +62,17 @@ beforeAll(async () => {
   ;[trap4, trap6, web4, web6] = await Promise.all([startTrap('127.0.0.1'), startTrap('::1'), startWeb('127.0.0.1'), startWeb('::1')])
 })
 
+let trapped = 0
+beforeEach(() => {
+  trapped = trap4.connections() + trap6.connections()
+  tripwire.blocked.length = 0
+})
+
 afterEach(() => {
   for (const http of opened.splice(0)) http.close()
-  // Nothing reached the traps, and no socket of this process ever tried an address off loopback.
-  expect(trap4.connections()).toBe(0)
-  expect(trap6.connections()).toBe(0)
-  expect(tripwire.blocked).toEqual([])
+  // Nothing reached the traps, and no socket of this process tried an address off loopback.
+  expect(trap4.connections() + trap6.connections() - trapped, 'connections to a trap').toBe(0)
+  expect(tripwire.blocked, 'addresses off loopback that a socket tried').toEqual([])
 })
 
 afterAll(async () => {
