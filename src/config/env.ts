@@ -16,7 +16,10 @@ export const envSchema = z.object({
     .string()
     .trim()
     .transform((value) => value.replace(/^\[(.*)\]$/, '$1'))
-    .refine((value) => isIP(value) !== 0 || (value !== '' && URL.canParse(`http://${value}`) && new URL(`http://${value}`).host === value.toLowerCase()), 'must be a host name or an IP address')
+    .refine(
+      (value) => isIP(value) !== 0 || (URL.canParse(`http://${value}`) && new URL(`http://${value}`).host === value.toLowerCase()),
+      'must be a host name or an IP address',
+    )
     .default('0.0.0.0'),
   PUBLIC_BASE_URL: optionalText.refine(
     (value) => value === undefined || (URL.canParse(value) && /^https?:$/.test(new URL(value).protocol)),

@@ -23,8 +23,9 @@ export interface HttpFetch {
 export type ConnectLookup = (url: URL) => LookupFunction | undefined
 
 /**
- * The fetch under the pooled MCP transports and the OAuth requests: node:http(s) with one keep-alive agent per scheme,
- * answering a standard Response whose body streams as it arrives. Node's global fetch (undici)
+ * The fetch under the pooled MCP transports, and under the OAuth requests too (one stack, one
+ * connect-time SSRF check): node:http(s) with one keep-alive agent per scheme, answering a
+ * standard Response whose body streams as it arrives. Node's global fetch (undici)
  * costs about 0.15 ms of CPU more per request, a quarter of the relay's work on a warm call
  * (docs/benchmarks.md); the transports use only the part of fetch implemented here: method,
  * headers, a string or byte body, an AbortSignal, and redirects left to the caller (the SDK

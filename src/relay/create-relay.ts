@@ -57,9 +57,14 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     ...(options.lookup ? { lookup: options.lookup } : {}),
   })
   const timeoutMs = config.upstreamTimeoutMs
-  // One connection stack for everything the relay sends out, MCP and OAuth alike, so the SSRF
-  // rule is checked on the address actually connected to (DESIGN.md §6) in one place: node:http
-  // agents whose new sockets resolve through the guard's connectLookup.
+  // DESIGN.md §6: the SSRF rule is checked on the address actually connected to. One connection
+  // stack for everything the relay sends out, MCP and OAuth alike: node:http agents whose new
+  // sockets resolve through the guard's connectLookup (node:net's `lookup` hook, run at connect
+  // time). Chosen over request-filtering-agent, which filters addresses only (no trust by host
+  // name or host:port, as OAUTH_TRUSTED_HOSTS and mcp_url hosts need) with a range list of its
+  // own, and over undici's `connect.lookup` on a second stack: that needs the undici package
+  // beside Node's bundled copy (Node 22 bundles undici 6) and would ignore NODE_USE_ENV_PROXY,
+  // which these agents honour.
   const httpFetch = createHttpFetch({ connectLookup: guard.connectLookup })
   const oauthFetch = createGuardedFetch({ guard, timeoutMs, fetch: httpFetch.fetch })
   const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens') })
