@@ -27,8 +27,8 @@ export type ConnectLookup = (url: URL) => LookupFunction | undefined
  * connect-time SSRF check): node:http(s) with one keep-alive agent per scheme, answering a
  * standard Response whose body streams as it arrives. Node's global fetch (undici)
  * costs about 0.15 ms of CPU more per request, a quarter of the relay's work on a warm call
- * (docs/benchmarks.md); the transports use only the part of fetch implemented here: method,
- * headers, a string or byte body, an AbortSignal, and redirects left to the caller (the SDK
+ * (docs/benchmarks.md); its callers use only the part of fetch implemented here: method,
+ * headers, a string, form or byte body, an AbortSignal, and redirects left to the caller (the SDK
  * follows them itself, within the origin). Keep-alive honours the server's `Keep-Alive: timeout`
  * hint (Node's agentKeepAliveTimeoutBuffer), so an idle connection is not reused as it closes.
  * Unlike undici there is no body timeout: a session's event stream may stay quiet for hours.
