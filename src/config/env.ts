@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { z } from 'zod'
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
@@ -10,7 +11,16 @@ const optionalText = z
 /** Every environment variable the relay reads (DESIGN.md §3). */
 export const envSchema = z.object({
   PORT: integer(0, 65535).default(8787),
-  HOST: z.string().trim().min(1).default('0.0.0.0'),
+  // DESIGN.md §3: a name or an IPv4/IPv6 literal, IPv6 with or without brackets (`::`, `[::1]`).
+  HOST: z
+    .string()
+    .trim()
+    .transform((value) => value.replace(/^\[(.*)\]$/, '$1'))
+    .refine(
+      (value) => isIP(value) !== 0 || (URL.canParse(`http://${value}`) && new URL(`http://${value}`).host === value.toLowerCase()),
+      'must be a host name or an IP address',
+    )
+    .default('0.0.0.0'),
   PUBLIC_BASE_URL: optionalText.refine(
     (value) => value === undefined || (URL.canParse(value) && /^https?:$/.test(new URL(value).protocol)),
     'must be an http(s) URL',

@@ -1,5 +1,7 @@
-import { Agent as HttpAgent, globalAgent as httpGlobalAgent, request as httpRequest, type AgentOptions, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
+import { Agent as HttpAgent, globalAgent as httpGlobalAgent, request as httpRequest, type AgentOptions, type ClientRequestArgs, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { isIP, type LookupFunction } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { Readable } from 'node:stream'
 import type { FetchLike } from './upstream-fetch.ts'
 
@@ -14,22 +16,39 @@ export interface HttpFetch {
 }
 
 /**
- * The fetch under the pooled MCP transports: node:http(s) with one keep-alive agent per scheme,
- * answering a standard Response whose body streams as it arrives. Node's global fetch (undici)
+ * Where a new connection may go (DESIGN.md §6): for the host of `url`, the `lookup` node:net
+ * connects with, which fails the connection when the address is not allowed; undefined for any
+ * address. The relay gives the SSRF guard's (oauth/url-guard.ts).
+ */
+export type ConnectLookup = (url: URL) => LookupFunction | undefined
+
+/**
+ * The fetch under the pooled MCP transports, and under the OAuth requests too (one stack, one
+ * connect-time SSRF check): node:http(s) with one keep-alive agent per scheme, answering a
+ * standard Response whose body streams as it arrives. Node's global fetch (undici)
  * costs about 0.15 ms of CPU more per request, a quarter of the relay's work on a warm call
- * (docs/benchmarks.md); the transports use only the part of fetch implemented here: method,
- * headers, a string or byte body, an AbortSignal, and redirects left to the caller (the SDK
+ * (docs/benchmarks.md); its callers use only the part of fetch implemented here: method,
+ * headers, a string, form or byte body, an AbortSignal, and redirects left to the caller (the SDK
  * follows them itself, within the origin). Keep-alive honours the server's `Keep-Alive: timeout`
  * hint (Node's agentKeepAliveTimeoutBuffer), so an idle connection is not reused as it closes.
  * Unlike undici there is no body timeout: a session's event stream may stay quiet for hours.
  * Proxies: the agents take Node's own environment proxy settings (NODE_USE_ENV_PROXY), as the
  * global agents and fetch do.
+ *
+ * Every new connection first asks `connectLookup` where it may go: the address is checked when
+ * the socket is opened (the agents' createConnection), after DNS and before any byte is sent,
+ * so a name that resolved to a public address when a URL was checked and resolves to a private
+ * one now (DNS rebinding) is refused. A kept-alive connection was checked when it was opened.
  */
-export function createHttpFetch(): HttpFetch {
+export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): HttpFetch {
   // Node gives both global agents the same proxyEnv (process.env with NODE_USE_ENV_PROXY, else
   // none); Agent#options is real but untyped.
   const { proxyEnv } = (httpGlobalAgent as HttpAgent & { options: AgentOptions }).options
   const agents = { 'http:': new HttpAgent({ keepAlive: true, proxyEnv }), 'https:': new HttpsAgent({ keepAlive: true, proxyEnv }) }
+  if (deps.connectLookup) {
+    checkConnections(agents['http:'], 'http:', deps.connectLookup)
+    checkConnections(agents['https:'], 'https:', deps.connectLookup)
+  }
 
   function fetchOverHttp(input: string | URL, init: RequestInit = {}): Promise<Response> {
     const url = new URL(input)
@@ -38,6 +57,8 @@ export function createHttpFetch(): HttpFetch {
     if (signal?.aborted) return Promise.reject(signal.reason)
     const method = (init.method ?? 'GET').toUpperCase()
     const headers: OutgoingHttpHeaders = { 'user-agent': USER_AGENT }
+    // Fetch's default for a form body (openid-client sets it itself).
+    if (init.body instanceof URLSearchParams) headers['content-type'] = 'application/x-www-form-urlencoded;charset=UTF-8'
     new Headers(init.headers).forEach((value, name) => {
       headers[name] = value
     })
@@ -79,12 +100,34 @@ export function createHttpFetch(): HttpFetch {
   }
 }
 
+/**
+ * The agent's new sockets go through `connectLookup`. A name is looked up by node:net with the
+ * lookup given; an IP literal, which node:net connects to without a lookup, is asked by hand
+ * first (the agent takes the socket from the callback: Node's documented asynchronous form).
+ */
+function checkConnections(agent: HttpAgent, protocol: 'http:' | 'https:', connectLookup: ConnectLookup): void {
+  const create = agent.createConnection.bind(agent) as (options: ClientRequestArgs, callback?: (error: Error | null, socket?: Duplex) => void) => Duplex | null | undefined
+  agent.createConnection = ((options: ClientRequestArgs, callback: (error: Error | null, socket?: Duplex) => void) => {
+    const host = options.host ?? options.hostname ?? 'localhost'
+    const lookup = connectLookup(new URL(`${protocol}//${isIP(host) === 6 ? `[${host}]` : host}:${options.port}`))
+    if (!lookup) return create(options, callback)
+    if (isIP(host) === 0) return create({ ...options, lookup }, callback)
+    lookup(host, { all: true }, (error) => {
+      if (error) callback(error)
+      else callback(null, create(options) ?? undefined)
+    })
+    return undefined
+  }) as HttpAgent['createConnection']
+}
+
 function bodyBytes(body: RequestInit['body']): Uint8Array | undefined {
   if (body === undefined || body === null) return undefined
   if (typeof body === 'string') return Buffer.from(body)
+  if (body instanceof URLSearchParams) return Buffer.from(body.toString())
   if (body instanceof Uint8Array) return body
   if (body instanceof ArrayBuffer) return new Uint8Array(body)
-  // The MCP transports send JSON text; anything else is a caller this fetch was not built for.
+  // The MCP transports and the SDK's registration send JSON text, openid-client a form; anything
+  // else is a caller this fetch was not built for.
   throw new TypeError('fetch: only string and byte bodies are supported')
 }
 

@@ -1,4 +1,5 @@
 import * as oidc from 'openid-client'
+import { findRefusal } from './url-guard.ts'
 
 /**
  * openid-client's errors, translated once (its own errorHandler() is the model): the OAuth
@@ -12,6 +13,10 @@ export interface OAuthFailure {
 }
 
 export function describeOAuthFailure(error: unknown, action: string): OAuthFailure {
+  // The SSRF guard refused the endpoint (DESIGN.md §6), at check or at connect time. Transient:
+  // a name that rebinds now may resolve as it should later, and a refresh keeps the tokens.
+  const refusal = findRefusal(error)
+  if (refusal) return { oauthError: undefined, transient: true, message: `${action}: ${refusal.message}` }
   if (error instanceof oidc.ResponseBodyError) {
     const transient = error.status >= 500 || error.status === 429
     return { oauthError: error.error, transient, message: `${action}: the authorization server answered ${error.error} (HTTP ${error.status})` }

@@ -1,5 +1,5 @@
-import { BlockList, isIP } from 'node:net'
-import { lookup } from 'node:dns/promises'
+import { lookup as dnsLookup } from 'node:dns'
+import { BlockList, isIP, type LookupFunction } from 'node:net'
 import type { TrustedHost } from '../config/load-config.ts'
 
 /**
@@ -15,13 +15,24 @@ export class UrlRefusedError extends Error {
   }
 }
 
+/** The UrlRefusedError in `error` or its causes (a refused connection reaches callers as fetch's TypeError). */
+export function findRefusal(error: unknown): UrlRefusedError | undefined {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (cause instanceof UrlRefusedError) return cause
+  }
+  return undefined
+}
+
 const NON_PUBLIC = new BlockList()
 for (const [address, prefix] of [
   ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
   ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3],
 ] as const) NON_PUBLIC.addSubnet(address, prefix, 'ipv4')
+// No rule for IPv4-mapped addresses (::ffff:0:0/96): BlockList checks ::ffff:a.b.c.d against the
+// IPv4 rules above by itself, and also checks every IPv4 address against such a rule, so that
+// rule made every public IPv4 address "private".
 for (const [address, prefix] of [
-  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['::ffff:0:0', 96],
+  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96],
 ] as const) NON_PUBLIC.addSubnet(address, prefix, 'ipv6')
 
 export interface UrlGuard {
@@ -29,12 +40,26 @@ export interface UrlGuard {
   isTrusted(url: URL): boolean
   /** Resolves when the URL may be fetched; throws UrlRefusedError naming what is wrong. */
   check(url: URL, what: string): Promise<void>
+  /**
+   * The `lookup` for a new connection to `url`'s host (node:net `lookup` option), which fails the
+   * connection with UrlRefusedError when the address it would connect to breaks the rule; undefined
+   * when any address will do (a trusted host, a default lookup). Also answers for an IP literal,
+   * which node:net does not look up: the caller asks it by hand before connecting.
+   */
+  connectLookup(url: URL): LookupFunction | undefined
 }
 
+/**
+ * The one rule, applied twice with the same trust: `check` when a URL is learned or about to be
+ * fetched (https, names a public address), `connectLookup` at the moment a connection is opened
+ * (the address actually connected to is public). The second stops DNS rebinding: a name that
+ * resolves to a public address for the check and to 127.0.0.1 a moment later, when connecting.
+ * Both resolve through `lookup` (default node's dns.lookup; tests give a resolver they control).
+ */
 export function createUrlGuard(deps: {
   trustedHosts: readonly TrustedHost[]
   configuredUrls: readonly string[]
-  resolve?: (hostname: string) => Promise<string[]>
+  lookup?: LookupFunction
 }): UrlGuard {
   const trustedOrigins = new Set(deps.configuredUrls.map((url) => new URL(url).host.toLowerCase()))
   const trustedNames = deps.trustedHosts.filter((entry) => entry.kind === 'host')
@@ -42,16 +67,19 @@ export function createUrlGuard(deps: {
   for (const entry of deps.trustedHosts) {
     if (entry.kind === 'cidr') trustedRanges.addSubnet(entry.address, entry.prefix, entry.family)
   }
-  const resolve =
-    deps.resolve ?? (async (hostname: string) => (await lookup(hostname, { all: true })).map((found) => found.address))
+  const lookup = deps.lookup ?? (dnsLookup as LookupFunction)
 
   function isTrusted(url: URL): boolean {
     const hostname = bareHostname(url)
     const port = url.port || (url.protocol === 'https:' ? '443' : '80')
     if (trustedOrigins.has(url.host.toLowerCase())) return true
     if (trustedNames.some((entry) => entry.host === hostname && (entry.port === undefined || entry.port === port))) return true
-    const family = isIP(hostname)
-    return family !== 0 && trustedRanges.check(hostname, family === 6 ? 'ipv6' : 'ipv4')
+    return isIP(hostname) !== 0 && trustedRanges.check(hostname, family(hostname))
+  }
+
+  /** Public, or inside a CIDR of OAUTH_TRUSTED_HOSTS. */
+  function isAllowedAddress(address: string): boolean {
+    return !NON_PUBLIC.check(address, family(address)) || trustedRanges.check(address, family(address))
   }
 
   async function check(url: URL, what: string): Promise<void> {
@@ -59,23 +87,64 @@ export function createUrlGuard(deps: {
     if (url.protocol !== 'https:') {
       throw new UrlRefusedError(`${what} ${url.origin} is not https and its host is not in OAUTH_TRUSTED_HOSTS`)
     }
-    const hostname = bareHostname(url)
-    const addresses = isIP(hostname) ? [hostname] : await resolve(hostname).catch(() => [])
+    const addresses = await resolveAll(lookup, bareHostname(url)).catch(() => [])
     if (addresses.length === 0) throw new UrlRefusedError(`${what} ${url.origin} does not resolve`)
-    for (const address of addresses) {
-      if (NON_PUBLIC.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')) {
-        throw new UrlRefusedError(
-          `${what} ${url.origin} points to a private or loopback address and its host is not in OAUTH_TRUSTED_HOSTS`,
-        )
-      }
+    if (!addresses.every(isAllowedAddress)) {
+      throw new UrlRefusedError(
+        `${what} ${url.origin} points to a private or loopback address and its host is not in OAUTH_TRUSTED_HOSTS`,
+      )
     }
   }
 
-  return { isTrusted, check }
+  function connectLookup(url: URL): LookupFunction | undefined {
+    if (isTrusted(url)) return isIP(bareHostname(url)) ? undefined : deps.lookup
+    const expected = bareHostname(url)
+    return (hostname, options, callback) => {
+      // A different name is the proxy of the environment (NODE_USE_ENV_PROXY), which the
+      // operator chose; the proxy resolves the URL's host itself.
+      if (hostname.toLowerCase() !== expected) return lookup(hostname, options, callback)
+      const answer = (error: NodeJS.ErrnoException | null, found: string | Array<{ address: string; family: number }>, version?: number) => {
+        if (error) return callback(error, found, version)
+        const refused = (typeof found === 'string' ? [found] : found.map((entry) => entry.address)).find((address) => !isAllowedAddress(address))
+        if (refused === undefined) return callback(null, found, version)
+        // Public when checked, private now: DNS rebinding, or a name that was never checked.
+        callback(
+          new UrlRefusedError(
+            `${url.origin} resolved to ${refused}, a private or loopback address, when connecting, and its host is not in OAUTH_TRUSTED_HOSTS`,
+          ),
+          found,
+          version,
+        )
+      }
+      const literal = isIP(hostname)
+      if (literal !== 0) {
+        const found = options.all ? [{ address: hostname, family: literal }] : hostname
+        process.nextTick(answer, null, found, literal)
+        return
+      }
+      lookup(hostname, options, answer)
+    }
+  }
+
+  return { isTrusted, check, connectLookup }
 }
 
 function bareHostname(url: URL): string {
   return url.hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+}
+
+function family(address: string): 'ipv4' | 'ipv6' {
+  return isIP(address) === 6 ? 'ipv6' : 'ipv4'
+}
+
+function resolveAll(lookup: LookupFunction, hostname: string): Promise<string[]> {
+  if (isIP(hostname)) return Promise.resolve([hostname])
+  return new Promise((resolve, reject) => {
+    lookup(hostname, { all: true }, (error, found) => {
+      if (error) reject(error)
+      else resolve(typeof found === 'string' ? [found] : found.map((entry) => entry.address))
+    })
+  })
 }
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>
@@ -88,19 +157,27 @@ export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Res
 const MAX_OAUTH_RESPONSE_BYTES = 1024 * 1024
 
 /**
- * A fetch for OAuth metadata, registration and token requests: every URL passes the guard,
- * redirects are never followed automatically (the SDK follows same-origin ones itself, through
- * this same fetch), every request has a time limit and every answer a size limit.
+ * A fetch for OAuth metadata, registration, token and revocation requests: every URL passes the
+ * guard, redirects are never followed automatically (the SDK follows same-origin ones itself,
+ * through this same fetch), every request has a time limit and every answer a size limit.
+ * `fetch` must check the address it connects to with `guard.connectLookup` (mcp/http-fetch.ts
+ * does): the check here runs before the connection, on what the name resolved to then.
  */
-export function createGuardedFetch(deps: { guard: UrlGuard; timeoutMs: number; fetch?: FetchLike }): FetchLike {
-  const baseFetch = deps.fetch ?? fetch
+export function createGuardedFetch(deps: { guard: UrlGuard; timeoutMs: number; fetch: FetchLike }): FetchLike {
   return async (input, init) => {
-    const url = new URL(input instanceof Request ? input.url : String(input))
+    const url = new URL(input)
     await deps.guard.check(url, 'OAuth URL')
     const signal = init?.signal
       ? AbortSignal.any([init.signal, AbortSignal.timeout(deps.timeoutMs)])
       : AbortSignal.timeout(deps.timeoutMs)
-    return limitResponse(await baseFetch(input, { ...init, redirect: 'manual', signal }), url)
+    let response: Response
+    try {
+      response = await deps.fetch(input, { ...init, redirect: 'manual', signal })
+    } catch (error) {
+      // A connection refused by the connect-time check reads as the check's own refusal.
+      throw findRefusal(error) ?? error
+    }
+    return limitResponse(response, url)
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { LookupFunction } from 'node:net'
 import type { RelayConfig } from '../config/load-config.ts'
 import { createMcpPool } from '../mcp/pool.ts'
 import { createToolListCache } from '../mcp/tool-cache.ts'
@@ -27,6 +28,8 @@ export interface CreateRelayOptions {
   readonly now?: () => number
   /** The fetch under every upstream MCP request (default: node:http with keep-alive, mcp/http-fetch.ts). */
   readonly upstreamFetch?: FetchLike
+  /** How host names resolve, for the SSRF checks and every outbound connection (default: node's dns.lookup). */
+  readonly lookup?: LookupFunction
   /** Separates this relay's keys on a shared backend; tests give each run its own. */
   readonly storeKeyPrefix?: string
   /** Where the relay parts record their events (http/metrics.ts over a prom-client registry); default none. */
@@ -51,14 +54,23 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     configuredUrls: [...config.servers.values()].flatMap((server) =>
       [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl].filter((url): url is string => Boolean(url)),
     ),
+    ...(options.lookup ? { lookup: options.lookup } : {}),
   })
   const timeoutMs = config.upstreamTimeoutMs
-  const oauthFetch = createGuardedFetch({ guard, timeoutMs })
+  // DESIGN.md §6: the SSRF rule is checked on the address actually connected to. One connection
+  // stack for everything the relay sends out, MCP and OAuth alike: node:http agents whose new
+  // sockets resolve through the guard's connectLookup (node:net's `lookup` hook, run at connect
+  // time). Chosen over request-filtering-agent, which filters addresses only (no trust by host
+  // name or host:port, as OAUTH_TRUSTED_HOSTS and mcp_url hosts need) with a range list of its
+  // own, and over undici's `connect.lookup` on a second stack: that needs the undici package
+  // beside Node's bundled copy (Node 22 bundles undici 6) and would ignore NODE_USE_ENV_PROXY,
+  // which these agents honour.
+  const httpFetch = createHttpFetch({ connectLookup: guard.connectLookup })
+  const oauthFetch = createGuardedFetch({ guard, timeoutMs, fetch: httpFetch.fetch })
   const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens') })
   const pool = createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger })
   metrics.watchPool(() => pool.size())
 
-  const httpFetch = options.upstreamFetch ? undefined : createHttpFetch()
   const deps: RelayDeps = {
     config,
     tokens,
@@ -85,7 +97,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
         clientName: 'MCP Auth Relay',
       },
     },
-    upstreamFetch: options.upstreamFetch ?? httpFetch!.fetch,
+    upstreamFetch: options.upstreamFetch ?? httpFetch.fetch,
     maxUpstreamResponseBytes: MAX_UPSTREAM_RESPONSE_BYTES,
     now,
     logger,
@@ -93,7 +105,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   }
   const close = async () => {
     // After the pool has ended its sessions (service.close): the kept-alive connections go last.
-    httpFetch?.close()
+    httpFetch.close()
     await store.close()
   }
   return { relay: createRelayService(deps, { ping: () => store.ping(), close }), deps }

@@ -5,6 +5,7 @@ import type { ServerConfig } from '../config/load-config.ts'
 import { isRelayError } from '../errors.ts'
 import { connectUpstream, isSessionLost } from '../mcp/connect.ts'
 import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
+import { findRefusal } from '../oauth/url-guard.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { poolKey, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
 import { serviceAccount } from './service-account.ts'
@@ -135,7 +136,8 @@ function upstreamFailure(server: ServerConfig, error: unknown): Extract<NoToken,
     return { kind: 'error', code: 'TIMEOUT', message: `${server.serverId} did not answer in time.` }
   }
   if (error instanceof UpstreamTooLargeError) return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId}: ${error.message}.` }
-  const detail = error instanceof Error ? error.message : String(error)
+  // The connect-time SSRF check refused the connection: say so rather than "fetch failed".
+  const detail = findRefusal(error)?.message ?? (error instanceof Error ? error.message : String(error))
   return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} failed: ${truncate(detail, 300)}` }
 }
 

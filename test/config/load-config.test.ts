@@ -94,6 +94,11 @@ describe('loadConfig', () => {
     [{ UPSTREAM_TIMEOUT_SECONDS: '0' }, /^UPSTREAM_TIMEOUT_SECONDS: /],
     [{ OAUTH_TRUSTED_HOSTS: '10.0.0.0/99' }, /^OAUTH_TRUSTED_HOSTS: "10\.0\.0\.0\/99" is not a valid CIDR$/],
     [{ OAUTH_TRUSTED_HOSTS: 'user@host' }, /^OAUTH_TRUSTED_HOSTS: "user@host" is not a host/],
+    [{ OAUTH_TRUSTED_HOSTS: 'fd00::/129' }, /^OAUTH_TRUSTED_HOSTS: "fd00::\/129" is not a valid CIDR$/],
+    [{ OAUTH_TRUSTED_HOSTS: '[::1' }, /^OAUTH_TRUSTED_HOSTS: "\[::1" is not a host/],
+    [{ OAUTH_TRUSTED_HOSTS: '::1:99999:x' }, /^OAUTH_TRUSTED_HOSTS: "::1:99999:x" is not a host/],
+    [{ HOST: 'not a host' }, /^HOST: must be a host name or an IP address$/],
+    [{ HOST: '[::1' }, /^HOST: must be a host name or an IP address$/],
     [{ OAUTH_CLIENT_METADATA_URL: 'http://relay/cimd.json' }, /^OAUTH_CLIENT_METADATA_URL: must be an https URL$/],
     [{ RELAY_USER_SECRET: 'too-short' }, /^RELAY_USER_SECRET: must be at least 32 characters$/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL: /],
@@ -143,8 +148,54 @@ describe('loadConfig', () => {
       { kind: 'host', host: 'localhost', port: undefined },
       { kind: 'host', host: '127.0.0.1', port: '9000' },
       { kind: 'cidr', address: '10.0.0.0', prefix: 8, family: 'ipv4' },
-      { kind: 'host', host: '[::1]', port: undefined },
+      { kind: 'host', host: '::1', port: undefined },
     ])
+  })
+
+  // DESIGN.md §3: "Host names, IPv4 and IPv6 literals (`::1`, `[::1]:8080`, `fd00::/8`) are
+  // accepted wherever a host is configured." IPv6 hosts are kept without brackets, as the guard
+  // compares them (test/oauth/connect-guard.test.ts connects through each form).
+  it.each([
+    ['::1', { kind: 'host', host: '::1', port: undefined }],
+    ['[::1]', { kind: 'host', host: '::1', port: undefined }],
+    ['[::1]:8443', { kind: 'host', host: '::1', port: '8443' }],
+    ['fd00::/8', { kind: 'cidr', address: 'fd00::', prefix: 8, family: 'ipv6' }],
+    ['[fd00::]/8', { kind: 'cidr', address: 'fd00::', prefix: 8, family: 'ipv6' }],
+    ['2001:db8::1', { kind: 'host', host: '2001:db8::1', port: undefined }],
+    ['[2001:0DB8:0::0001]:80', { kind: 'host', host: '2001:db8::1', port: '80' }],
+    ['::ffff:127.0.0.1', { kind: 'host', host: '::ffff:7f00:1', port: undefined }],
+  ])('takes the IPv6 trusted host %s', (entry, parsed) => {
+    expect(load({ OAUTH_TRUSTED_HOSTS: entry }).trustedHosts).toEqual([parsed])
+  })
+
+  it('takes OAUTH_TRUSTED_HOSTS=localhost,::1 (issue 12)', () => {
+    expect(load({ OAUTH_TRUSTED_HOSTS: 'localhost,::1' }).trustedHosts).toEqual([
+      { kind: 'host', host: 'localhost', port: undefined },
+      { kind: 'host', host: '::1', port: undefined },
+    ])
+  })
+
+  it.each([
+    ['::', '::'],
+    ['::1', '::1'],
+    ['[::1]', '::1'],
+    ['[::]', '::'],
+    ['0.0.0.0', '0.0.0.0'],
+    ['relay.internal', 'relay.internal'],
+  ])('listens on HOST=%s as %s', (host, listen) => {
+    expect(load({ HOST: host }).host).toBe(listen)
+  })
+
+  it.each([
+    ['http://[::1]:8787', 'http://[::1]:8787/oauth/callback'],
+    ['https://[2001:db8::1]/relay/', 'https://[2001:db8::1]/relay/oauth/callback'],
+  ])('takes PUBLIC_BASE_URL=%s with an IPv6 literal', (base, callback) => {
+    expect(load({ PUBLIC_BASE_URL: base }).callbackUrl).toBe(callback)
+  })
+
+  it('takes an mcp_url at an IPv6 literal', () => {
+    const config = load({ MCP_SERVERS_JSON: json([{ server_id: 'v6', mcp_url: 'http://[::1]:9000/mcp' }]) })
+    expect(config.servers.get('v6')).toMatchObject({ mcpUrl: 'http://[::1]:9000/mcp' })
   })
 })
 

@@ -2,7 +2,7 @@
 // against a real SDK MCP server and a plain node:http server that streams, redirects and counts
 // connections.
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, LookupFunction } from 'node:net'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -28,6 +28,10 @@ beforeAll(async () => {
       res.writeHead(307, { location: '/elsewhere' }).end()
     } else if (path === '/empty') {
       res.writeHead(204).end()
+    } else if (path === '/form') {
+      let body = ''
+      req.on('data', (chunk: Buffer) => (body += chunk))
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ type: req.headers['content-type'], body })))
     } else {
       let body = ''
       req.on('data', (chunk: Buffer) => (body += chunk))
@@ -114,5 +118,62 @@ describe('createHttpFetch', () => {
     await transport.terminateSession()
     await client.close()
     expect(upstream.counters.sessionsOpen()).toBe(0)
+  })
+
+  it('sends a form body as fetch does (openid-client token requests go through this fetch too)', async () => {
+    const response = await http.fetch(`${origin}/form`, { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', scope: 'a b' }) })
+    expect(await response.json()).toEqual({ type: 'application/x-www-form-urlencoded;charset=UTF-8', body: 'grant_type=refresh_token&scope=a+b' })
+  })
+})
+
+describe('createHttpFetch with a connectLookup (the SSRF check at connect time, DESIGN.md §6)', () => {
+  const port = () => new URL(origin).port
+  const answering = (address: string): LookupFunction =>
+    ((_hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) =>
+      options.all ? callback(null, [{ address, family: 4 }]) : callback(null, address, 4)) as LookupFunction
+  const refusing: LookupFunction = (hostname, _options, callback) => callback(new Error(`${hostname} is not allowed`), '')
+
+  it('asks it for the URL of each new connection, and connects where its lookup says', async () => {
+    const asked: string[] = []
+    const guarded = createHttpFetch({
+      connectLookup: (url) => {
+        asked.push(url.href)
+        return answering('127.0.0.1')
+      },
+    })
+    try {
+      const before = connections
+      for (let i = 0; i < 2; i++) {
+        const response = await guarded.fetch(`http://upstream.example:${port()}/echo`, { method: 'POST', body: `call ${i}` })
+        expect(await response.json()).toMatchObject({ body: `call ${i}` })
+      }
+      // Two requests, one kept-alive connection, one question.
+      expect(connections - before).toBe(1)
+      expect(asked).toEqual([`http://upstream.example:${port()}/`])
+    } finally {
+      guarded.close()
+    }
+  })
+
+  it('fails like fetch, with the refusal as the cause, when the lookup refuses a name or an IP literal; nothing connects', async () => {
+    const guarded = createHttpFetch({ connectLookup: () => refusing })
+    try {
+      const before = connections
+      for (const url of [`http://upstream.example:${port()}/echo`, `${origin}/echo`]) {
+        await expect(guarded.fetch(url)).rejects.toMatchObject({ name: 'TypeError', message: 'fetch failed', cause: expect.objectContaining({ message: expect.stringMatching(/is not allowed$/) }) })
+      }
+      expect(connections).toBe(before)
+    } finally {
+      guarded.close()
+    }
+  })
+
+  it('connects as before when the connectLookup has no objection (undefined)', async () => {
+    const guarded = createHttpFetch({ connectLookup: () => undefined })
+    try {
+      expect((await guarded.fetch(`${origin}/echo`, { method: 'POST', body: 'y' })).status).toBe(200)
+    } finally {
+      guarded.close()
+    }
   })
 })

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { LookupFunction } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
@@ -39,6 +40,8 @@ export async function startRelay(options: {
   rateLimit?: { max: number; timeWindowMs: number }
   /** The store's key prefix; default one of this relay's own. Two relays given the same one are replicas. */
   storeKeyPrefix?: string
+  /** How the relay resolves host names (test/support/made-up-names.ts); default the OS resolver. */
+  lookup?: LookupFunction
 }): Promise<TestRelay> {
   const port = await freePort()
   const config = loadConfig({
@@ -59,6 +62,7 @@ export async function startRelay(options: {
     metrics: createPrometheusMetrics(registry),
     storeKeyPrefix: options.storeKeyPrefix ?? `t${randomBytes(6).toString('hex')}`,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.lookup ? { lookup: options.lookup } : {}),
   })
   const app = await buildApp({
     config,
@@ -68,8 +72,9 @@ export async function startRelay(options: {
     rateLimit: options.rateLimit ?? { max: 10_000, timeWindowMs: 60_000 },
   })
   // config.port: `env` may name the port (a test that must know the callback URL before the relay starts).
-  await app.listen({ port: config.port, host: '127.0.0.1' })
-  const url = `http://127.0.0.1:${config.port}`
+  // config.host: 127.0.0.1 unless `env` names another (HOST=:: listens on IPv6 too, reached at [::1]).
+  await app.listen({ port: config.port, host: config.host })
+  const url = config.host.includes(':') ? `http://[::1]:${config.port}` : `http://127.0.0.1:${config.port}`
   return {
     url,
     apiKey: TEST_API_KEY,
