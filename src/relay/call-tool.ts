@@ -1,5 +1,5 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { CallToolResultSchema, ErrorCode, McpError, UrlElicitationRequiredError, type CallToolResult as McpCallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js'
+import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult as McpCallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerConfig } from '../config/load-config.ts'
 import { callToolAsTask } from '../mcp/task-call.ts'
 import { listAllTools } from '../mcp/tool-cache.ts'
@@ -87,7 +87,9 @@ async function attempt(deps: RelayDeps, owner: TokenOwner, server: ServerConfig,
     }
     return { kind: 'result', result: await client.callTool(params, CallToolResultSchema, { timeout: timeoutMs }) as McpCallToolResult }
   } catch (error) {
-    if (error instanceof UrlElicitationRequiredError) return { kind: 'user-action', action: userActionOf(error, deps.oauth.guard) }
+    if (error instanceof McpError && error.code === ErrorCode.UrlElicitationRequired) {
+      return { kind: 'user-action', action: userActionOf(error, deps.oauth.guard) }
+    }
     // Servers answer an unknown tool with a JSON-RPC error; whether the tool exists is
     // settled by the caller from the tool list, off the hot path.
     if (error instanceof McpError && (error.code === ErrorCode.InvalidParams || error.code === ErrorCode.MethodNotFound)) {

@@ -1,9 +1,9 @@
-import { UrlElicitationRequiredError } from '@modelcontextprotocol/sdk/types.js'
+import type { McpError } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
 import type { UrlGuard } from '../oauth/url-guard.ts'
 
 /** What the server sent as the error's data; only what the relay uses is read, leniently. */
-const elicitations = z.array(z.object({ mode: z.string().optional(), url: z.unknown(), message: z.unknown() }).loose())
+const errorData = z.object({ elicitations: z.array(z.object({ mode: z.string().optional(), url: z.unknown(), message: z.unknown() }).loose()) })
 
 export type UserAction = { kind: 'open'; actionUrl: string; message: string } | { kind: 'refused'; message: string }
 
@@ -13,11 +13,12 @@ export type UserAction = { kind: 'open'; actionUrl: string; message: string } | 
  * relay passes that URL to the model to show as a link, so only a page fit for a browser is
  * passed on: https, or plain http on a host the operator trusts (OAUTH_TRUSTED_HOSTS, an
  * mcp_url's host). Never `javascript:`, `data:` and the like, nor a URL with a user name
- * (`https://bank.example@evil.example/` reads as the bank's).
+ * (`https://bank.example@evil.example/` reads as the bank's). `error` is any McpError with that
+ * code: the SDK makes it an UrlElicitationRequiredError only when its data has `elicitations`.
  */
-export function userActionOf(error: UrlElicitationRequiredError, guard: UrlGuard): UserAction {
-  const parsed = elicitations.safeParse(error.elicitations)
-  const first = parsed.success ? parsed.data.find((elicitation) => elicitation.mode === 'url') : undefined
+export function userActionOf(error: McpError, guard: UrlGuard): UserAction {
+  const parsed = errorData.safeParse(error.data)
+  const first = parsed.success ? parsed.data.elicitations.find((elicitation) => elicitation.mode === 'url') : undefined
   const serverWords = cleanMcpMessage(error.message)
   if (!first || typeof first.url !== 'string' || !URL.canParse(first.url)) {
     return { kind: 'refused', message: `asked the user to open a page (${serverWords}) but gave no usable URL` }

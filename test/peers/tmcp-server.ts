@@ -29,12 +29,15 @@ export async function startTmcpServer(): Promise<TmcpServer> {
   )
 
   mcp.tool(
-    { name: 'consent', description: 'Answers -32042: the user must approve on a page first.', schema: z.object({ url: z.string() }) },
+    {
+      name: 'consent',
+      description: 'Answers -32042: the user must approve on a page first (with no url: an error without its data).',
+      schema: z.object({ url: z.string().optional() }),
+    },
     ({ url }) => {
       // MCP 2025-11-25 "URL Elicitation Required Error", built by hand: tmcp has no helper for it.
-      throw new McpError(-32042, 'This export needs your approval first.', {
-        elicitations: [{ mode: 'url', url, message: 'Approve the export on the consent page.', elicitationId: 'tmcp-consent-1' }],
-      })
+      const data = url === undefined ? undefined : { elicitations: [{ mode: 'url', url, message: 'Approve the export on the consent page.', elicitationId: 'tmcp-consent-1' }] }
+      throw new McpError(-32042, 'This export needs your approval first.', data)
     },
   )
 

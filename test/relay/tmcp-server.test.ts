@@ -44,6 +44,12 @@ describe('a tmcp server through the relay', () => {
     expect(body.message).not.toMatch(/MCP error|alert\(/)
   })
 
+  it('its -32042 without elicitations in its data is UPSTREAM_ERROR with the server\'s words, once', async () => {
+    const { body } = await call('tmcp::consent')
+    expect(body).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR' })
+    expect(body.message).toBe('tmcp asked the user to open a page (This export needs your approval first.) but gave no usable URL.')
+  })
+
   it('its large image is kept aside behind a /files link that serves the bytes', async () => {
     const { body } = await call('tmcp::chart')
     const [image, hint] = body.result.content
