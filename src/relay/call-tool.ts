@@ -109,18 +109,26 @@ const listedBySession = new WeakMap<Client, Promise<Tool[]>>()
  * (TOOL_LIST_CACHE_TTL_SECONDS=0), each pooled session lists once for this, rather than every call.
  */
 async function needsTask(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, client: Client, toolName: string, timeoutMs: number): Promise<boolean> {
-  let tools: Tool[]
-  if (deps.config.toolListCacheTtlMs > 0) {
-    tools = (await deps.toolCache.get(toolCacheKey(server, owner), () => listAllTools(client, timeoutMs))).tools
-  } else {
-    let listed = listedBySession.get(client)
-    if (!listed) {
-      listed = listAllTools(client, timeoutMs)
-      listedBySession.set(client, listed)
-      // A failed list is not remembered: the next call on this session lists again.
-      listed.catch(() => listedBySession.delete(client))
-    }
-    tools = await listed
+  try {
+    return (await listedTools(deps, owner, server, client, timeoutMs)).some((tool) => tool.name === toolName && tool.execution?.taskSupport === 'required')
+  } catch (error) {
+    // A server whose tools/list fails (a JSON-RPC error) may still answer the call itself; a
+    // timeout is not tried again (two of them would outlast Dify's own), nor is a refused token.
+    if (error instanceof McpError && error.code !== ErrorCode.RequestTimeout) return false
+    throw error
   }
-  return tools.some((tool) => tool.name === toolName && tool.execution?.taskSupport === 'required')
+}
+
+async function listedTools(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, client: Client, timeoutMs: number): Promise<Tool[]> {
+  if (deps.config.toolListCacheTtlMs > 0) {
+    return (await deps.toolCache.get(toolCacheKey(server, owner), () => listAllTools(client, timeoutMs))).tools
+  }
+  let listed = listedBySession.get(client)
+  if (!listed) {
+    listed = listAllTools(client, timeoutMs)
+    listedBySession.set(client, listed)
+    // A failed list is not remembered: the next call on this session lists again.
+    listed.catch(() => listedBySession.delete(client))
+  }
+  return listed
 }

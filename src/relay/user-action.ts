@@ -29,8 +29,9 @@ export function userActionOf(error: McpError, guard: UrlGuard): UserAction {
     const why = url.protocol === 'http:' ? 'plain http on a host that is not trusted' : url.protocol === 'https:' ? 'with credentials in it' : `a ${url.protocol} URL`
     return { kind: 'refused', message: `asked the user to open a page (${serverWords}), but its URL is ${why}, which the relay does not pass on` }
   }
-  const message = typeof first.message === 'string' && first.message.trim() !== '' ? first.message.trim() : serverWords
-  return { kind: 'open', actionUrl: url.href, message }
+  const said = typeof first.message === 'string' && first.message.trim() !== '' ? first.message.trim() : serverWords
+  // The relay's own sentence follows it.
+  return { kind: 'open', actionUrl: url.href, message: /[.!?]$/.test(said) ? said : `${said}.` }
 }
 
 /**

@@ -12,6 +12,8 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import {
   CreateMessageResultSchema,
   ElicitResultSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
   McpError,
   UrlElicitationRequiredError,
   type CallToolResult,
@@ -37,7 +39,7 @@ export function binaryBytes(size: number): Buffer {
   return bytes
 }
 
-export async function startAnsweringServer(): Promise<AnsweringServer> {
+export async function startAnsweringServer(options: { toolsListFails?: boolean } = {}): Promise<AnsweringServer> {
   const methods = new Map<string, number>()
   const answersHeard: string[] = []
   const sessions = new Map<string, { mcp: McpServer; transport: StreamableHTTPServerTransport; tasks: InMemoryTaskStore }>()
@@ -145,6 +147,11 @@ export async function startAnsweringServer(): Promise<AnsweringServer> {
         getTaskResult: async (_args, extra) => (await extra.taskStore.getTaskResult(extra.taskId)) as CallToolResult,
       },
     )
+    if (options.toolsListFails) {
+      mcp.server.setRequestHandler(ListToolsRequestSchema, () => {
+        throw new McpError(ErrorCode.InternalError, 'tools/list is broken here')
+      })
+    }
     return mcp
   }
 

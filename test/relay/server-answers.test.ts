@@ -214,6 +214,19 @@ describe('task-only tools (execution.taskSupport: required)', () => {
     expect(peer.methods.get('tasks/cancel')).toBe(before + 1)
   })
 
+  it('a server whose tools/list fails still gets its tools called', async () => {
+    const broken = await startAnsweringServer({ toolsListFails: true })
+    const other = await startRelay({ servers: [{ server_id: 'broken', mcp_url: broken.url }] })
+    try {
+      const { body } = await other.post('/tools/call-tool', { ...USER, tool_ref: 'broken::described' })
+      expect(body).toMatchObject({ ok: true, result: { structuredContent: { answer: 42 } } })
+      expect(broken.methods.get('tools/list')).toBe(1)
+    } finally {
+      await other.close()
+      await broken.close()
+    }
+  })
+
   it('a warm call of a normal tool adds no upstream round trip: one tools/call, no tools/list', async () => {
     await relay.post('/tools/list-tools', { ...USER, server_id: 'peer' })
     const lists = peer.methods.get('tools/list') ?? 0
