@@ -7,6 +7,7 @@ import { createIdentity } from './http/identity.ts'
 import { generateRequestId, loggerOptions } from './http/logging.ts'
 import { registerHttpMetrics } from './http/metrics.ts'
 import { createOpenApiDocument } from './http/openapi.ts'
+import { fileRoutes } from './http/routes/files.ts'
 import { healthRoutes } from './http/routes/health.ts'
 import { openApiRoute } from './http/routes/openapi.ts'
 import { resetRoute } from './http/routes/reset.ts'
@@ -27,6 +28,11 @@ export interface AppDeps {
   metrics?: Registry
   /** Per-IP limit on /oauth/start and /oauth/callback; default 30 a minute. */
   rateLimit?: { max: number; timeWindowMs: number }
+  /**
+   * Per-IP limit on /files/:id; default 120 a minute (a chat that shows several images, reloaded
+   * a few times, from users behind one address).
+   */
+  filesRateLimit?: { max: number; timeWindowMs: number }
   /** Fastify's `trustProxy`, so `request.ip` (and the rate limit) sees the browser behind a proxy; default false. */
   trustProxy?: FastifyServerOptions['trustProxy']
   /** Milliseconds since the epoch; for signed user ids. Default Date.now. */
@@ -85,6 +91,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     publicBaseUrl: config.publicBaseUrl,
     rateLimit: deps.rateLimit ?? { max: 30, timeWindowMs: 60_000 },
   })
+  await app.register(fileRoutes, { relay, rateLimit: deps.filesRateLimit ?? { max: 120, timeWindowMs: 60_000 } })
   await app.register(healthRoutes, { relay })
   await app.register(openApiRoute, { document: createOpenApiDocument(config.publicBaseUrl) })
 

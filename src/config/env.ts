@@ -31,6 +31,7 @@ export const envSchema = z.object({
   STORE_URL: z.string().trim().min(1).default('sqlite://./data/relay.sqlite'),
   RELAY_ENCRYPTION_KEY: optionalText,
   TOOL_LIST_CACHE_TTL_SECONDS: integer(0, 7 * 24 * 3600).default(300),
+  TOOL_RESULT_INLINE_BYTES: integer(0, 16 * 1024 * 1024).default(8192),
   UPSTREAM_TIMEOUT_SECONDS: z.coerce.number().positive().max(3600).default(50),
   MCP_POOL_MAX_SESSIONS: integer(1, 1_000_000).default(1000),
   MCP_POOL_IDLE_SECONDS: integer(1, 7 * 24 * 3600).default(300),

@@ -26,6 +26,8 @@ export interface RelayConfig {
   readonly encryptionKey: string | undefined
   readonly toolListCacheTtlMs: number
   readonly upstreamTimeoutMs: number
+  /** Binary tool content larger than this (decoded bytes) is kept aside behind a /files link. */
+  readonly toolResultInlineBytes: number
   readonly pool: { readonly maxSessions: number; readonly idleMs: number }
   readonly clientMetadataUrl: string | undefined
   readonly trustedHosts: readonly TrustedHost[]
@@ -82,6 +84,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
     encryptionKey: env.RELAY_ENCRYPTION_KEY,
     toolListCacheTtlMs: env.TOOL_LIST_CACHE_TTL_SECONDS * 1000,
     upstreamTimeoutMs: Math.round(env.UPSTREAM_TIMEOUT_SECONDS * 1000),
+    toolResultInlineBytes: env.TOOL_RESULT_INLINE_BYTES,
     pool: Object.freeze({ maxSessions: env.MCP_POOL_MAX_SESSIONS, idleMs: env.MCP_POOL_IDLE_SECONDS * 1000 }),
     clientMetadataUrl:
       env.OAUTH_CLIENT_METADATA_URL ??

@@ -15,7 +15,8 @@ export const REDACT_PATHS: readonly string[] = [
 
 /**
  * Logs a request without anything secret in its URL: the OAuth routes carry `code` and `state`
- * in the query and the login ticket in the path, so only their fixed path is logged.
+ * in the query and the login ticket in the path, and a file link's id is what fetches the file,
+ * so only their fixed path is logged.
  */
 function serializeRequest(request: FastifyRequest) {
   return {
@@ -26,6 +27,7 @@ function serializeRequest(request: FastifyRequest) {
 }
 
 export function loggablePath(url: string): string {
+  if (url.startsWith('/files/')) return '/files/:id'
   if (!url.startsWith('/oauth/')) return url
   const path = url.split('?', 1)[0]!
   return path.startsWith('/oauth/start/') ? '/oauth/start/:ticket' : path

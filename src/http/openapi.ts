@@ -36,8 +36,14 @@ const RESPONSES: Record<OperationId, z.ZodType> = {
       z.object({
         tool_ref: z.string(),
         name: z.string(),
+        title: z.string().optional(),
         description: z.string(),
         inputSchema: z.record(z.string(), z.unknown()),
+        outputSchema: z.record(z.string(), z.unknown()).optional(),
+        annotations: z
+          .record(z.string(), z.unknown())
+          .optional()
+          .meta({ description: 'What the server says of the tool: readOnlyHint, destructiveHint, idempotentHint, openWorldHint.' }),
         server_id: z.string(),
         server_description: z.string(),
       }),
@@ -53,10 +59,11 @@ const RESPONSES: Record<OperationId, z.ZodType> = {
     result: z
       .object({ content: z.array(z.unknown()), structuredContent: z.unknown().optional(), isError: z.boolean() })
       .optional(),
-    error_code: z.enum(['NOT_AUTHORIZED', 'UPSTREAM_ERROR', 'TIMEOUT', 'UNKNOWN_TOOL']).optional(),
-    status: z.literal('need_auth').optional(),
+    error_code: z.enum(['NOT_AUTHORIZED', 'USER_ACTION_REQUIRED', 'UPSTREAM_ERROR', 'TIMEOUT', 'UNKNOWN_TOOL']).optional(),
+    status: z.enum(['need_auth', 'need_user_action']).optional(),
     server_id: z.string().optional(),
     login_url: loginUrl.optional(),
+    action_url: z.string().optional().meta({ description: 'Show it to the user as a link to a page they must finish first; then wait for them.' }),
     message: z.string().optional(),
   }),
 }
@@ -75,7 +82,7 @@ export const OPERATION_TEXT: Record<OperationId, { summary: string; description:
     summary: 'List the MCP tools the user can call',
     description:
       'List the tools available to the current user on the connected MCP servers. Call it before mcp_tool_call to learn each tool\'s tool_ref and inputSchema. ' +
-      'Returns tools[] (tool_ref, name, description, inputSchema, server_id), auth_required[] (servers that need sign-in, each with a login_url) and errors[]. ' +
+      'Returns tools[] (tool_ref, name, title, description, inputSchema, outputSchema, annotations such as readOnlyHint and destructiveHint, server_id), auth_required[] (servers that need sign-in, each with a login_url) and errors[]. ' +
       'For each login_url: show it to the user as a clickable link, wait for them to sign in, then call this again.',
   },
   mcp_tool_call: {
@@ -84,6 +91,8 @@ export const OPERATION_TEXT: Record<OperationId, { summary: string; description:
       'Call one MCP tool for the current user. tool_ref is the exact tool_ref from mcp_tool_list; input is a JSON object string that matches that tool\'s inputSchema. ' +
       'Returns ok: true with the tool\'s result (content, structuredContent, isError), or ok: false with an error_code. ' +
       'NOT_AUTHORIZED comes with a login_url: show it to the user as a clickable link, wait for them to sign in, then call again with the same arguments. ' +
+      'USER_ACTION_REQUIRED comes with an action_url: show it to the user as a clickable link, wait for them to finish on that page, then call again with the same arguments. ' +
+      'Large images and files come as a url with omitted: true; show an image as a Markdown image and a file as a link. ' +
       'UNKNOWN_TOOL: call mcp_tool_list again and use a tool_ref from it. UPSTREAM_ERROR or TIMEOUT: tell the user what failed; retry at most once.',
   },
 }

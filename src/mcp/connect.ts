@@ -1,7 +1,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
+import { ErrorCode, ToolListChangedNotificationSchema, type JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js'
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv'
 import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js'
 import { answerCutShortStreams } from './cut-short-streams.ts'
@@ -103,7 +103,43 @@ function newClient(options: { onToolsChanged: () => void }): Client {
   const client = new Client(RELAY_CLIENT_INFO, { capabilities: {}, jsonSchemaValidator: sharedSchemaValidator })
   // MCP "Tools / List Changed Notification": the cached list for this server is stale.
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => options.onToolsChanged())
+  // The SDK refuses setRequestHandler for sampling/createMessage and elicitation/create unless
+  // the client declares those capabilities, which the relay must not (it has neither). The
+  // public fallbackRequestHandler sees every request no handler is registered for, so a server
+  // that asks anyway hears why at once, instead of a bare "Method not found".
+  client.fallbackRequestHandler = async (request) => refuseServerRequest(request)
   return client
+}
+
+/**
+ * MCP 2025-11-25 "Sampling, Error Handling" names -1 for a sampling request the client turns
+ * down; the relay uses it for form elicitation too. The server reads the message, so it says why.
+ */
+const REFUSED = -1
+const REFUSALS: Readonly<Record<string, string>> = {
+  'sampling/createMessage':
+    'The MCP Auth Relay has no language model at hand to sample: it relays tool calls for an agent and cannot answer sampling requests. Complete the tool without sampling.',
+  'elicitation/create':
+    'The MCP Auth Relay has no user at hand to fill in a form: it relays tool calls for an agent and cannot answer elicitation requests. Complete the tool without asking the user, or fail with a message the agent can pass on.',
+}
+
+/**
+ * The SDK answers a handler's throw with the error's `code` and `message`; an McpError's message
+ * would reach the server prefixed with "MCP error -1: ", so a plain Error carries the code.
+ */
+class ServerRequestRefused extends Error {
+  readonly code: number
+  constructor(code: number, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+function refuseServerRequest(request: Pick<JSONRPCRequest, 'method'>): never {
+  const refusal = REFUSALS[request.method]
+  // JSON-RPC 2.0 §5.1: anything else the relay does not handle is still "Method not found".
+  if (refusal === undefined) throw new ServerRequestRefused(ErrorCode.MethodNotFound, 'Method not found')
+  throw new ServerRequestRefused(REFUSED, refusal)
 }
 
 /**

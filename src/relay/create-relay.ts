@@ -8,6 +8,7 @@ import type { FetchLike } from '../mcp/upstream-fetch.ts'
 import { createDiscoveryCache } from '../oauth/discovery-cache.ts'
 import { createTicketStore } from '../oauth/tickets.ts'
 import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
+import { createFileStore, type StoredFile } from '../store/files.ts'
 import { createFlowStore, type SignInFlow } from '../store/flows.ts'
 import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
 import { openStore, parseStoreUrl } from '../store/open-store.ts'
@@ -43,9 +44,9 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'files') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh, flows live 10 minutes.
+    // does not lose them (sealed-map.ts). Tokens move at their next refresh, flows and files live 10 minutes.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
@@ -79,6 +80,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),
     pool,
+    files: createFileStore({ map: sealed<StoredFile>('files'), now }),
     oauth: {
       fetch: oauthFetch,
       guard,

@@ -9,6 +9,7 @@ import type { RegistrationDeps } from '../oauth/registration.ts'
 import type { RefreshDeps } from '../oauth/refresh.ts'
 import type { SignInDeps } from '../oauth/sign-in.ts'
 import type { TicketStore } from '../oauth/tickets.ts'
+import type { FileStore } from '../store/files.ts'
 import type { TokenOwner, TokenStore } from '../store/tokens.ts'
 import { tokenKey } from '../store/tokens.ts'
 import type { RelayMetrics } from './metrics.ts'
@@ -30,6 +31,8 @@ export interface RelayDeps {
   readonly stepUps: Keyv
   readonly toolCache: ToolListCache
   readonly pool: McpPool
+  /** Binary tool content kept aside for GET /files/<id>. */
+  readonly files: FileStore
   readonly oauth: SignInDeps & RefreshDeps & ServiceTokenDeps & { readonly registration: RegistrationDeps }
   /** The fetch pooled MCP transports build on (tests may pass one that counts). */
   readonly upstreamFetch: FetchLike

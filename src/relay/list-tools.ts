@@ -35,8 +35,11 @@ export async function listTools(deps: RelayDeps, caller: Caller, request: { serv
           result.tools.push({
             tool_ref: `${server.serverId}::${tool.name}`,
             name: tool.name,
+            ...(tool.title === undefined ? {} : { title: tool.title }),
             description: tool.description ?? '',
             inputSchema: tool.inputSchema,
+            ...(tool.outputSchema === undefined ? {} : { outputSchema: tool.outputSchema }),
+            ...(tool.annotations === undefined ? {} : { annotations: tool.annotations }),
             server_id: server.serverId,
             server_description: server.description,
           })

@@ -15,6 +15,7 @@ export function createRelayService(deps: RelayDeps, lifecycle: { ping(): Promise
     reset: (caller, request) => reset(deps, caller, request),
     startSignIn: (ticketId) => startSignIn(deps, ticketId),
     completeSignIn: (callbackUrl) => completeSignIn(deps, callbackUrl),
+    readFile: (id) => deps.files.read(id),
     clientMetadataDocument: () => clientMetadataDocument(deps),
     checkReady: () => lifecycle.ping(),
     async close() {

@@ -1,3 +1,7 @@
+import type { KeptFile } from '../store/files.ts'
+
+export type { KeptFile } from '../store/files.ts'
+
 /**
  * What the HTTP layer sees of the relay: the three tool operations, reset and the sign-in steps,
  * with the plugin's response field names (DESIGN.md §4). The relay holds no HTTP; routes hold no logic.
@@ -38,8 +42,12 @@ export interface AuthStatusResult {
 export interface ToolEntry {
   tool_ref: string
   name: string
+  /** What the server says of the tool, where it says it (MCP 2025-11-25 "Tool"). */
+  title?: string
   description: string
   inputSchema: unknown
+  outputSchema?: unknown
+  annotations?: unknown
   server_id: string
   server_description: string
 }
@@ -63,6 +71,7 @@ export type CallToolResult =
   | { ok: true; tool_ref: string; result: { content: unknown[]; structuredContent?: unknown; isError: boolean } }
   | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url: string; message: string }
   | { ok: false; error_code: 'UPSTREAM_ERROR' | 'TIMEOUT' | 'UNKNOWN_TOOL'; tool_ref: string; message: string }
+  | { ok: false; error_code: 'USER_ACTION_REQUIRED'; status: 'need_user_action'; server_id: string; tool_ref: string; action_url: string; message: string }
 
 export interface ResetResult {
   user_id: string
@@ -87,6 +96,8 @@ export interface RelayService {
   startSignIn(ticketId: string): Promise<StartSignInResult>
   /** GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query. */
   completeSignIn(callbackUrl: URL): Promise<CompleteSignInResult>
+  /** GET /files/:id: binary tool content kept aside, or undefined for an unknown or expired id. */
+  readFile(id: string): Promise<KeptFile | undefined>
   /** The Client ID Metadata Document served at /oauth/client-metadata.json. */
   clientMetadataDocument(): Record<string, unknown>
   /** Resolves when the store answers; throws RelayError STORE_UNAVAILABLE otherwise. */

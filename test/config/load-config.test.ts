@@ -26,6 +26,7 @@ describe('loadConfig', () => {
       storeUrl: 'sqlite://./data/relay.sqlite',
       toolListCacheTtlMs: 300_000,
       upstreamTimeoutMs: 50_000,
+      toolResultInlineBytes: 8192,
       pool: { maxSessions: 1000, idleMs: 300_000 },
       clientMetadataUrl: undefined,
       logLevel: 'info',
@@ -33,6 +34,14 @@ describe('loadConfig', () => {
     expect(config.apiKeys).toEqual([{ tenant: 'default', key: KEY }])
     expect(config.servers.get('docs')).toMatchObject({ serverId: 'docs', description: '', toolCache: 'server' })
     expect(Object.isFrozen(config)).toBe(true)
+  })
+
+  it('reads TOOL_RESULT_INLINE_BYTES as a byte count from 0 to 16 MiB, naming the variable otherwise', () => {
+    expect(load({ TOOL_RESULT_INLINE_BYTES: '0' }).toolResultInlineBytes).toBe(0)
+    expect(load({ TOOL_RESULT_INLINE_BYTES: '65536' }).toolResultInlineBytes).toBe(65536)
+    for (const bad of ['-1', '1.5', 'lots', String(16 * 1024 * 1024 + 1)]) {
+      expect(() => load({ TOOL_RESULT_INLINE_BYTES: bad }), bad).toThrow(/^TOOL_RESULT_INLINE_BYTES: /)
+    }
   })
 
   it('derives the callback and client metadata URLs from PUBLIC_BASE_URL', () => {

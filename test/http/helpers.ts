@@ -83,6 +83,10 @@ export function createRecordingRelay(config: RelayConfig, overrides: Partial<Rel
       calls.push({ method: 'completeSignIn', request: callbackUrl.href })
       return { kind: 'connected', serverId: 'notion', description: 'Notion workspace' }
     },
+    async readFile(id) {
+      calls.push({ method: 'readFile', request: id })
+      return id === 'kept' ? { mimeType: 'image/png', bytes: Buffer.from('png bytes') } : undefined
+    },
     clientMetadataDocument() {
       return { client_id: `${config.publicBaseUrl}/oauth/client-metadata.json`, client_name: 'MCP Auth Relay' }
     },

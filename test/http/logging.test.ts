@@ -110,6 +110,11 @@ describe('logs', () => {
     expect(lines.join('\n')).not.toContain(signed.split('.')[2])
   })
 
+  it('loggablePath logs a file link as /files/:id: its id fetches the file', () => {
+    expect(loggablePath('/files/3q2-abcDEF_0123456789abcdefghijklmnopqrstu')).toBe('/files/:id')
+    expect(loggablePath('/files/x?y=1')).toBe('/files/:id')
+  })
+
   it('loggablePath drops the query and the ticket of OAuth routes only', () => {
     expect(loggablePath('/oauth/callback?code=a&state=b')).toBe('/oauth/callback')
     expect(loggablePath('/oauth/start/abc?x=1')).toBe('/oauth/start/:ticket')

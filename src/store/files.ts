@@ -1,0 +1,53 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { SealedMap } from './sealed-map.ts'
+
+/** How long a kept file can be fetched (DESIGN.md §4). */
+export const FILE_TTL_MS = 10 * 60 * 1000
+
+/** 32 random bytes, base64url: 256 bits, far beyond guessing. */
+const ID_PATTERN = /^[A-Za-z0-9_-]{43}$/
+
+export interface KeptFile {
+  mimeType: string
+  bytes: Buffer
+}
+
+/** As stored: the bytes as base64 (sealed values are JSON), and an expiry on the relay's clock. */
+export interface StoredFile {
+  mimeType: string
+  data: string
+  expiresAt: number
+}
+
+export interface FileStore {
+  /** Keeps `data` (base64) for FILE_TTL_MS; returns the id that fetches it. */
+  keep(file: { mimeType: string; data: string }): Promise<string>
+  /** The file, or undefined for an unknown, malformed or expired id. */
+  read(id: string): Promise<KeptFile | undefined>
+}
+
+/**
+ * Binary tool content kept aside for `GET /files/<id>`. The id is a capability (whoever holds
+ * the link gets the bytes), so it is stored only as its SHA-256: the store, its backups and its
+ * operator see no usable link, and the bytes are sealed like every other value that may be
+ * private. Expiry is checked on the relay's clock as well as left to the store's TTL.
+ */
+export function createFileStore(deps: { map: SealedMap<StoredFile>; now: () => number }): FileStore {
+  return {
+    async keep(file) {
+      const id = randomBytes(32).toString('base64url')
+      await deps.map.set(storageKey(id), { mimeType: file.mimeType, data: file.data, expiresAt: deps.now() + FILE_TTL_MS }, FILE_TTL_MS)
+      return id
+    },
+    async read(id) {
+      if (!ID_PATTERN.test(id)) return undefined
+      const stored = await deps.map.get(storageKey(id))
+      if (!stored || deps.now() >= stored.expiresAt) return undefined
+      return { mimeType: stored.mimeType, bytes: Buffer.from(stored.data, 'base64') }
+    },
+  }
+}
+
+function storageKey(id: string): string {
+  return createHash('sha256').update(id).digest('hex')
+}
