@@ -65,6 +65,8 @@ export type CallToolResult =
 export interface ResetResult {
   user_id: string
   deleted_server_ids: string[]
+  /** One entry per deleted grant: whether its authorization server revoked it (RFC 7009, DESIGN.md §4). */
+  servers: Array<{ server_id: string; revoked: true | false | 'unsupported' }>
   message: string
 }
 

@@ -71,7 +71,7 @@ export function createRecordingRelay(config: RelayConfig, overrides: Partial<Rel
     },
     async reset(caller, request) {
       calls.push({ method: 'reset', caller, request })
-      return { user_id: caller.userId, deleted_server_ids: request.serverId ? [request.serverId] : ['notion', 'docs'], message: 'done' }
+      return { user_id: caller.userId, deleted_server_ids: request.serverId ? [request.serverId] : ['notion', 'docs'], servers: [], message: 'done' }
     },
     async startSignIn(ticketId) {
       calls.push({ method: 'startSignIn', request: ticketId })
