@@ -54,7 +54,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   })
   const timeoutMs = config.upstreamTimeoutMs
   const oauthFetch = createGuardedFetch({ guard, timeoutMs })
-  const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens') })
+  const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens'), index: store.tokenIndex })
   const pool = createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger })
   metrics.watchPool(() => pool.size())
 

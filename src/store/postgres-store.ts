@@ -1,6 +1,7 @@
 import KeyvPostgres from '@keyv/postgres'
 import pg from 'pg'
 import { POSTGRES_LEASE_TABLE } from './lock.ts'
+import type { SelectKeys } from './token-index.ts'
 import type { StoreLogger } from './store-logger.ts'
 import { STORE_TIMEOUT_MS } from './store-unavailable.ts'
 
@@ -41,6 +42,17 @@ class RelayPostgresAdapter extends KeyvPostgres {
 }
 
 /**
+ * The rows of `tokens` namespaces (`<prefix>/tokens:<key>`: no other namespace name ends in
+ * `/tokens`, and storeKey() escapes '/'), indexed in byte order: the primary key's order follows
+ * the database's collation, which for most locales is not byte order, and the admin list must
+ * come out in the same order on every backend. Partial, so other namespaces' writes do not pay for it.
+ */
+const TOKEN_ROWS = `key LIKE '%/tokens:%'`
+function tokenKeysIndex(table: string): string {
+  return `CREATE INDEX IF NOT EXISTS ${table}_token_keys ON ${table} (key COLLATE "C") WHERE ${TOKEN_ROWS}`
+}
+
+/**
  * One pool for every namespace and the lock table, kept small (max 4). Failure handling:
  * connecting gives up after 1.5 s and each query after STORE_TIMEOUT_MS, so a server that is down
  * or unreachable fails fast; the pool opens fresh connections on demand, so it recovers by itself.
@@ -61,7 +73,7 @@ export function createPostgresBackend(url: string, logger: StoreLogger, table = 
   let schema: Promise<void> | undefined
   const ensureSchema = () =>
     (schema ??= pool
-      .query(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value TEXT); ${POSTGRES_LEASE_TABLE}`)
+      .query(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value TEXT); ${POSTGRES_LEASE_TABLE}; ${tokenKeysIndex(table)}`)
       .then(
         () => undefined,
         (error: { code?: string }) => {
@@ -89,8 +101,19 @@ export function createPostgresBackend(url: string, logger: StoreLogger, table = 
   }, SWEEP_EVERY_MS)
   sweeper.unref()
 
+  // Token keys in byte order (token-index.ts), a range scan of the partial index below.
+  const selectKeys: SelectKeys = async (from, below, after, limit) =>
+    (
+      await query(
+        `SELECT key FROM ${table} WHERE ${TOKEN_ROWS} AND key COLLATE "C" >= $1 AND key COLLATE "C" < $2 AND key COLLATE "C" > $3
+         ORDER BY key COLLATE "C" LIMIT $4`,
+        [from, below, after, limit],
+      )
+    ).map((row: { key: string }) => row.key)
+
   return {
     query,
+    selectKeys,
     createAdapter: () => new RelayPostgresAdapter(table, query),
     ping: async () => {
       await pool.query('SELECT 1')
