@@ -48,9 +48,6 @@ class RelayPostgresAdapter extends KeyvPostgres {
  * come out in the same order on every backend. Partial, so other namespaces' writes do not pay for it.
  */
 const TOKEN_ROWS = `key LIKE '%/tokens:%'`
-function tokenKeysIndex(table: string): string {
-  return `CREATE INDEX IF NOT EXISTS ${table}_token_keys ON ${table} (key COLLATE "C") WHERE ${TOKEN_ROWS}`
-}
 
 /**
  * One pool for every namespace and the lock table, kept small (max 4). Failure handling:
@@ -73,7 +70,7 @@ export function createPostgresBackend(url: string, logger: StoreLogger, table = 
   let schema: Promise<void> | undefined
   const ensureSchema = () =>
     (schema ??= pool
-      .query(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value TEXT); ${POSTGRES_LEASE_TABLE}; ${tokenKeysIndex(table)}`)
+      .query(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value TEXT); ${POSTGRES_LEASE_TABLE}`)
       .then(
         () => undefined,
         (error: { code?: string }) => {
@@ -101,15 +98,41 @@ export function createPostgresBackend(url: string, logger: StoreLogger, table = 
   }, SWEEP_EVERY_MS)
   sweeper.unref()
 
-  // Token keys in byte order (token-index.ts), a range scan of the partial index below.
-  const selectKeys: SelectKeys = async (from, below, after, limit) =>
-    (
+  // The token-key index is built once per process in the background, CONCURRENTLY and on a
+  // connection of its own without the 2 s statement timeout: on a large table of a relay upgraded
+  // in place, building it inside the schema statement would block every write and outlast the
+  // timeout, failing each query that waits for the schema. Until it exists, listing sorts instead.
+  let indexing: Promise<void> | undefined
+  const ensureTokenIndex = () =>
+    (indexing ??= (async () => {
+      await ensureSchema()
+      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1500 })
+      client.on('error', () => undefined) // a connection lost mid-build: the query below rejects with it
+      await client.connect()
+      try {
+        await client.query(
+          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${table}_token_keys ON ${table} (key COLLATE "C") WHERE ${TOKEN_ROWS}`,
+        )
+      } finally {
+        await client.end()
+      }
+    })().catch((error: unknown) => {
+      indexing = undefined
+      logger.warn({ kind: 'postgres', err: error }, 'token key index not built yet; the admin list sorts instead')
+    }))
+  void ensureTokenIndex()
+
+  // Token keys in byte order (token-index.ts), a range scan of the partial index above.
+  const selectKeys: SelectKeys = async (from, below, after, limit) => {
+    void ensureTokenIndex()
+    return (
       await query(
         `SELECT key FROM ${table} WHERE ${TOKEN_ROWS} AND key COLLATE "C" >= $1 AND key COLLATE "C" < $2 AND key COLLATE "C" > $3
          ORDER BY key COLLATE "C" LIMIT $4`,
         [from, below, after, limit],
       )
     ).map((row: { key: string }) => row.key)
+  }
 
   return {
     query,
@@ -120,7 +143,7 @@ export function createPostgresBackend(url: string, logger: StoreLogger, table = 
     },
     close: async () => {
       clearInterval(sweeper)
-      await sweeping
+      await Promise.all([sweeping, indexing])
       await pool.end()
     },
   }
