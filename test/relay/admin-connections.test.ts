@@ -118,6 +118,11 @@ describe.each(['memory', 'sqlite', 'redis', 'postgres'] as const)('admin connect
     })
     expect(all.connections[1]).toMatchObject({ expires_at: null, refreshable: false })
     expect(await listAll({ limit: 3 })).toEqual({ pages: [3, 3, 1], rows: ROWS })
+    const forged = await fetch(`${relay.url}/admin/connections?cursor=${encodeURIComponent('not a cursor')}`, {
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    })
+    expect(forged.status).toBe(400)
+    expect(((await forged.json()) as { error: { message: string } }).error.message).toMatch(/^cursor: /)
   })
 
   it.each([
