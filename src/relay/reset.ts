@@ -1,5 +1,4 @@
 import { withRefreshLock } from '../oauth/refresh.ts'
-import type { Revoked } from '../oauth/revocation.ts'
 import { storeKey } from '../store/keys.ts'
 import type { UpstreamToken } from '../store/tokens.ts'
 import { ownerOf, poolKey, toolCacheKey, type RelayDeps } from './deps.ts'
@@ -35,12 +34,7 @@ export async function reset(deps: RelayDeps, caller: Caller, request: { serverId
     'tokens reset',
   )
   // In parallel, each bounded by its server's timeout: a reset of every server waits for the slowest one only.
-  const revoked = await Promise.all(
-    deleted.map(({ server, token }): Promise<Revoked> =>
-      // A stored value no key opens any more (DESIGN.md §5) was deleted but cannot be revoked.
-      token ? revokeGrant(deps, server, ownerOf(caller, server), token) : Promise.resolve(false),
-    ),
-  )
+  const revoked = await Promise.all(deleted.map(({ server, token }) => revokeGrant(deps, server, ownerOf(caller, server), token)))
   return {
     user_id: caller.userId,
     deleted_server_ids: deletedIds,

@@ -13,20 +13,31 @@ import { resolveServerAuth } from './sign-in-link.ts'
  * is reported (the answer and one `revocation` audit line), never retried and never blocking.
  * Never throws.
  */
-export async function revokeGrant(deps: RelayDeps, server: ServerConfig, owner: TokenOwner, token: UpstreamToken): Promise<Revoked> {
+export async function revokeGrant(
+  deps: RelayDeps,
+  server: ServerConfig,
+  owner: TokenOwner,
+  token: UpstreamToken | undefined,
+): Promise<Revoked> {
   let outcome: RevocationOutcome
   try {
-    const { auth, client } = await resolveServerAuth(deps, server)
-    if (!revocationEndpointOf(auth)) outcome = { revoked: 'unsupported' }
-    // Only the client that obtained a grant may revoke it (RFC 7009 §2.1), and only at its issuer.
-    else if (auth.metadata.issuer !== token.issuer) outcome = { revoked: false, reason: 'the server now names another authorization server' }
-    else if (client.clientId !== token.clientId) outcome = { revoked: false, reason: 'the client that obtained the grant is no longer registered' }
-    else outcome = await revokeTokens(deps.oauth, auth, client, token, timeoutFor(deps, server))
+    // A stored value no key opens any more (DESIGN.md §5) was deleted but holds nothing to revoke with.
+    if (!token) outcome = { revoked: false, reason: 'the stored token could not be opened' }
+    else outcome = await revokeWithItsClient(deps, server, token)
   } catch (error) {
     outcome = { revoked: false, reason: error instanceof Error ? error.message : 'revocation failed' }
   }
   logRevocation(deps, owner, outcome)
   return outcome.revoked
+}
+
+async function revokeWithItsClient(deps: RelayDeps, server: ServerConfig, token: UpstreamToken): Promise<RevocationOutcome> {
+  const { auth, client } = await resolveServerAuth(deps, server)
+  if (!revocationEndpointOf(auth)) return { revoked: 'unsupported' }
+  // Only the client that obtained a grant may revoke it (RFC 7009 §2.1), and only at its issuer.
+  if (auth.metadata.issuer !== token.issuer) return { revoked: false, reason: 'the server now names another authorization server' }
+  if (client.clientId !== token.clientId) return { revoked: false, reason: 'the client that obtained the grant is no longer registered' }
+  return revokeTokens(deps.oauth, auth, client, token, timeoutFor(deps, server))
 }
 
 /**
