@@ -7,6 +7,7 @@ import { createIdentity } from './http/identity.ts'
 import { generateRequestId, loggerOptions } from './http/logging.ts'
 import { registerHttpMetrics } from './http/metrics.ts'
 import { createOpenApiDocument } from './http/openapi.ts'
+import { adminRoutes } from './http/routes/admin.ts'
 import { fileRoutes } from './http/routes/files.ts'
 import { healthRoutes } from './http/routes/health.ts'
 import { openApiRoute } from './http/routes/openapi.ts'
@@ -82,10 +83,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   registerHttpMetrics(app, deps.metrics ?? new Registry())
 
-  const identity = createIdentity({ apiKeys: config.apiKeys, userSecret: config.userSecret, now: deps.now ?? Date.now })
+  const identity = createIdentity({ apiKeys: config.apiKeys, adminKeys: config.adminKeys, userSecret: config.userSecret, now: deps.now ?? Date.now })
 
   await app.register(toolRoutes, { relay, identity })
   await app.register(resetRoute, { relay, identity })
+  // Without RELAY_ADMIN_KEYS the admin routes do not exist: 404, whatever the key.
+  if (config.adminKeys.length > 0) await app.register(adminRoutes, { relay, identity })
   await app.register(signInRoutes, {
     relay,
     publicBaseUrl: config.publicBaseUrl,

@@ -26,6 +26,7 @@ export const envSchema = z.object({
     'must be an http(s) URL',
   ),
   RELAY_API_KEYS: optionalText,
+  RELAY_ADMIN_KEYS: optionalText,
   MCP_SERVERS_FILE: optionalText,
   MCP_SERVERS_JSON: optionalText,
   STORE_URL: z.string().trim().min(1).default('sqlite://./data/relay.sqlite'),

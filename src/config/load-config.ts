@@ -1,7 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs'
 import { envSchema } from './env.ts'
 import { parseServers, type ServerConfig } from './servers.ts'
-import { parseApiKeys, generateApiKey, type ApiKey } from './api-keys.ts'
+import { parseAdminKeys, parseApiKeys, generateApiKey, type ApiKey } from './api-keys.ts'
 import { parseTrustedHosts, type TrustedHost } from './trusted-hosts.ts'
 
 export type { ServerConfig } from './servers.ts'
@@ -15,6 +15,8 @@ export interface RelayConfig {
   readonly publicBaseUrl: string
   readonly callbackUrl: string
   readonly apiKeys: readonly ApiKey[]
+  /** RELAY_ADMIN_KEYS: keys for the /admin routes; empty means those routes do not exist (404). */
+  readonly adminKeys: readonly string[]
   /** Set when RELAY_API_KEYS was empty and a key was generated for this run. */
   readonly generatedApiKey: ApiKey | undefined
   readonly servers: ReadonlyMap<string, ServerConfig>
@@ -56,6 +58,8 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
   const apiKeys = env.RELAY_API_KEYS === undefined ? undefined : parseApiKeys(env.RELAY_API_KEYS)
   if (apiKeys && 'problem' in apiKeys) throw new ConfigError(`RELAY_API_KEYS: ${apiKeys.problem}`)
   const generatedApiKey = apiKeys ? undefined : generateApiKey()
+  const adminKeys = env.RELAY_ADMIN_KEYS === undefined ? undefined : parseAdminKeys(env.RELAY_ADMIN_KEYS, apiKeys ? apiKeys.keys : [])
+  if (adminKeys && 'problem' in adminKeys) throw new ConfigError(`RELAY_ADMIN_KEYS: ${adminKeys.problem}`)
 
   const trusted = parseTrustedHosts(env.OAUTH_TRUSTED_HOSTS)
   if ('problem' in trusted) throw new ConfigError(`OAUTH_TRUSTED_HOSTS: ${trusted.problem}`)
@@ -76,6 +80,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
     publicBaseUrl,
     callbackUrl: `${publicBaseUrl}/oauth/callback`,
     apiKeys: Object.freeze(apiKeys ? apiKeys.keys : [generatedApiKey!]),
+    adminKeys: Object.freeze(adminKeys ? adminKeys.keys : []),
     generatedApiKey,
     servers: new Map(servers.map((server) => [server.serverId, server])),
     serversSource: source,

@@ -8,6 +8,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The tenant named by the request's API key; set on the API-key routes only. */
     tenant: string
+    /** The position of the request's key in RELAY_ADMIN_KEYS (1-based); set on the /admin routes only. */
+    adminKey: number
   }
 }
 
@@ -19,32 +21,48 @@ export interface Identity {
    * id inside a signed `user_id`. Throws RelayError UNAUTHORIZED for a bad or expired signature.
    */
   userIdOf(userId: string): string
+  /**
+   * The position (1-based) in RELAY_ADMIN_KEYS of the admin key in `Authorization: Bearer <key>`;
+   * throws RelayError UNAUTHORIZED, in the same words as tenantOf, so that neither kind of route
+   * tells a caller whether its key is a key of the other kind.
+   */
+  adminKeyOf(authorization: string | undefined): number
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest()
 const sign = (secret: string, payload: string) => createHmac('sha256', secret).update(payload).digest()
 const SIGNED_FORMAT = 'user_id: must be a signed user id (<id>.<expiry>.<signature>)'
 
+const MISSING_KEY = 'an API key is required: send "Authorization: Bearer <key>"'
+const WRONG_KEY = 'the API key is not valid'
+
 /** `now` returns milliseconds since the epoch. */
-export function createIdentity(deps: { apiKeys: readonly ApiKey[]; userSecret: string | undefined; now: () => number }): Identity {
+export function createIdentity(deps: {
+  apiKeys: readonly ApiKey[]
+  adminKeys?: readonly string[]
+  userSecret: string | undefined
+  now: () => number
+}): Identity {
   // Hashing both sides gives equal lengths for timingSafeEqual and hides the key's length.
   const keys = deps.apiKeys.map((apiKey) => ({ tenant: apiKey.tenant, digest: sha256(apiKey.key) }))
+  const adminKeys = (deps.adminKeys ?? []).map((key, index) => ({ number: index + 1, digest: sha256(key) }))
   const { userSecret, now } = deps
 
-  function tenantOf(authorization: string | undefined): string {
+  /** The entry whose key was presented; compares against every key, without stopping at a match, so timing says nothing about which. */
+  function match<K extends { digest: Buffer }>(authorization: string | undefined, candidates: readonly K[]): K {
     const presented = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '')?.[1]
-    if (presented === undefined) {
-      throw new RelayError('UNAUTHORIZED', 'an API key is required: send "Authorization: Bearer <key>"')
-    }
+    if (presented === undefined) throw new RelayError('UNAUTHORIZED', MISSING_KEY)
     const digest = sha256(presented)
-    let tenant: string | undefined
-    // Compare against every key, without stopping at a match, so timing says nothing about which.
-    for (const key of keys) {
-      if (timingSafeEqual(digest, key.digest)) tenant ??= key.tenant
+    let found: K | undefined
+    for (const candidate of candidates) {
+      if (timingSafeEqual(digest, candidate.digest)) found ??= candidate
     }
-    if (tenant === undefined) throw new RelayError('UNAUTHORIZED', 'the API key is not valid')
-    return tenant
+    if (found === undefined) throw new RelayError('UNAUTHORIZED', WRONG_KEY)
+    return found
   }
+
+  const tenantOf = (authorization: string | undefined) => match(authorization, keys).tenant
+  const adminKeyOf = (authorization: string | undefined) => match(authorization, adminKeys).number
 
   function userIdOf(userId: string): string {
     if (userSecret === undefined) return userId
@@ -66,7 +84,7 @@ export function createIdentity(deps: { apiKeys: readonly ApiKey[]; userSecret: s
     return id
   }
 
-  return { tenantOf, userIdOf }
+  return { tenantOf, userIdOf, adminKeyOf }
 }
 
 /**
@@ -85,6 +103,16 @@ export function requireApiKey(fastify: FastifyInstance, identity: Identity): voi
     request.tenant = identity.tenantOf(request.headers.authorization)
     // The rest of this request's lines (including "request completed") name the tenant.
     request.log = request.log.child({ tenant: request.tenant })
+    reply.log = request.log
+  })
+}
+
+/** Requires an admin key (RELAY_ADMIN_KEYS) on every route of this (encapsulated) plugin, before the body is read. */
+export function requireAdminKey(fastify: FastifyInstance, identity: Identity): void {
+  fastify.decorateRequest('adminKey', 0)
+  fastify.addHook('onRequest', async (request, reply) => {
+    request.adminKey = identity.adminKeyOf(request.headers.authorization)
+    request.log = request.log.child({ adminKey: request.adminKey })
     reply.log = request.log
   })
 }

@@ -254,3 +254,6 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const field = issue.path[0]
   throw new RelayError('INVALID_INPUT', field === undefined ? issue.message : `${String(field)}: ${issue.message}`)
 }
+
+/** The same fields for the /admin routes (http/admin-schemas.ts). */
+export { userId as userIdField, serverId as serverIdField }

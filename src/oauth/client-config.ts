@@ -61,7 +61,7 @@ function clientSecretBasic(clientSecret: string | undefined): oidc.ClientAuth {
 }
 
 function endpoints(auth: ServerAuth): URL[] {
-  return [auth.metadata.token_endpoint, auth.metadata.authorization_endpoint]
+  return [auth.metadata.token_endpoint, auth.metadata.authorization_endpoint, revocationEndpointOf(auth)]
     .filter((value): value is string => Boolean(value))
     .map((value) => new URL(value))
 }
@@ -72,4 +72,10 @@ function usesPlainHttp(auth: ServerAuth): boolean {
 
 function isTrustedEverywhere(guard: UrlGuard, auth: ServerAuth): boolean {
   return endpoints(auth).every((url) => url.protocol === 'https:' || guard.isTrusted(url))
+}
+
+/** RFC 8414 §2 `revocation_endpoint` (the SDK types it on OAuth metadata only, not on OpenID discovery's). */
+export function revocationEndpointOf(auth: ServerAuth): string | undefined {
+  const endpoint = (auth.metadata as { revocation_endpoint?: unknown }).revocation_endpoint
+  return typeof endpoint === 'string' && endpoint !== '' ? endpoint : undefined
 }

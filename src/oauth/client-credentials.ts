@@ -13,8 +13,8 @@ export interface ServiceTokenDeps {
   readonly fetch: FetchLike
   readonly guard: UrlGuard
   readonly timeoutMs: number
-  /** Service-account tokens, one per server (sealed like user tokens). */
-  readonly serviceTokens: TokenStore
+  /** Service-account tokens, one per server (sealed like user tokens; not listed with the users' connections). */
+  readonly serviceTokens: ServiceTokenStore
   readonly lock: StoreLock
   readonly now: () => number
   readonly logger: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }
@@ -36,8 +36,10 @@ export class ServiceAccountUnavailableError extends Error {
   }
 }
 
+export type ServiceTokenStore = Pick<TokenStore, 'get' | 'put'>
+
 // Token requests running in this process, per store: concurrent callers share one.
-const inProcess = new WeakMap<TokenStore, Map<string, Promise<UpstreamToken>>>()
+const inProcess = new WeakMap<ServiceTokenStore, Map<string, Promise<UpstreamToken>>>()
 
 /**
  * A new service-account token for `owner` (the server's one service identity), to replace

@@ -106,7 +106,7 @@ async function refreshUnderLock(
   if (current.accessToken !== stale.accessToken) return { kind: 'token', token: current }
   if (!current.refreshToken) {
     await deps.tokens.remove(owner)
-    deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token expired without refresh token, removed')
+    deps.logger.info({ ...audit('refresh.refused', owner), reason: 'no_refresh_token' }, 'token expired without refresh token, removed')
     return { kind: 'sign-in', reason: 'the token expired and the server gave no refresh token' }
   }
 
@@ -132,10 +132,10 @@ async function refreshUnderLock(
     // network trouble, 5xx and 429 are transient and keep the token.
     if (!failure.transient && failure.oauthError !== undefined) {
       await deps.tokens.remove(owner)
-      deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant, oauthError: failure.oauthError }, 'refresh rejected, token removed')
+      deps.logger.warn({ ...audit('refresh.refused', owner), reason: failure.oauthError }, 'refresh rejected, token removed')
       return { kind: 'sign-in', reason: failure.message, oauthError: failure.oauthError }
     }
-    deps.logger.warn({ serverId: owner.serverId, tenant: owner.tenant }, 'refresh failed, token kept')
+    deps.logger.warn({ ...audit('refresh.failed', owner), reason: failure.message }, 'refresh failed, token kept')
     throw new TransientRefreshError(failure.message, { cause: error })
   }
   const token = toUpstreamToken(response, {
@@ -147,8 +147,13 @@ async function refreshUnderLock(
     now: sentAt,
   })
   await storeRefreshed(deps, owner, token, leaseLost)
-  deps.logger.info({ serverId: owner.serverId, tenant: owner.tenant }, 'token refreshed')
+  deps.logger.info(audit('refresh.ok', owner), 'token refreshed')
   return { kind: 'token', token }
+}
+
+/** An audit line's fields (DESIGN.md §6): the event and whose token, never the token. */
+function audit(event: 'refresh.ok' | 'refresh.refused' | 'refresh.failed', owner: TokenOwner) {
+  return { event, tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId }
 }
 
 /** The pause between tries to store a refreshed token while the store does not answer. */

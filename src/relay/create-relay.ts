@@ -14,7 +14,8 @@ import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
 import { openStore, parseStoreUrl } from '../store/open-store.ts'
 import { createSealer, parseEncryptionKeys } from '../store/seal.ts'
 import { createSealedMap } from '../store/sealed-map.ts'
-import { createTokenStore, type UpstreamToken } from '../store/tokens.ts'
+import { createTokenStore, tokenKey, type UpstreamToken } from '../store/tokens.ts'
+import type { ServiceTokenStore } from '../oauth/client-credentials.ts'
 import type { ClientRegistration } from '../oauth/registration.ts'
 import type { RelayDeps, RelayLogger } from './deps.ts'
 import { noMetrics, type RelayMetrics } from './metrics.ts'
@@ -68,7 +69,12 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   // which these agents honour.
   const httpFetch = createHttpFetch({ connectLookup: guard.connectLookup })
   const oauthFetch = createGuardedFetch({ guard, timeoutMs, fetch: httpFetch.fetch })
-  const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens') })
+  const tokens = createTokenStore({ map: sealed<UpstreamToken>('tokens'), index: store.tokenIndex })
+  const serviceTokenMap = sealed<UpstreamToken>('service-tokens')
+  const serviceTokens: ServiceTokenStore = {
+    get: (owner) => serviceTokenMap.get(tokenKey(owner)),
+    put: (owner, token) => serviceTokenMap.set(tokenKey(owner), token),
+  }
   const pool = createMcpPool({ maxSessions: config.pool.maxSessions, idleMs: config.pool.idleMs, now, logger })
   metrics.watchPool(() => pool.size())
 
@@ -87,7 +93,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
       timeoutMs,
       flows: createFlowStore({ map: sealed<SignInFlow>('flows') }),
       tokens,
-      serviceTokens: createTokenStore({ map: sealed<UpstreamToken>('service-tokens') }),
+      serviceTokens,
       lock: store.lock,
       now,
       logger,

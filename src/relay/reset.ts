@@ -1,32 +1,47 @@
 import { withRefreshLock } from '../oauth/refresh.ts'
 import { storeKey } from '../store/keys.ts'
+import type { UpstreamToken } from '../store/tokens.ts'
 import { ownerOf, poolKey, toolCacheKey, type RelayDeps } from './deps.ts'
+import { revokeGrant } from './revoke-grant.ts'
 import { findServer } from './select-servers.ts'
 import type { Caller, ResetResult } from './types.ts'
 
 /**
- * POST /oauth/reset: deletes this tenant's user's tokens for one server or for all configured
- * servers, and what depended on them (pooled session, per-user tool list, step-up count).
- * Nothing of any other user is touched: every key below is built from (tenant, user_id).
+ * POST /oauth/reset (and POST /admin/reset for any tenant): deletes this tenant's user's tokens
+ * for one server or for all configured servers, and what depended on them (pooled session,
+ * per-user tool list, step-up count), then revokes each deleted grant at its authorization
+ * server (RFC 7009). Nothing of any other user is touched: every key below is built from
+ * (tenant, user_id). A revocation that fails leaves nothing behind: the token is deleted first.
  */
 export async function reset(deps: RelayDeps, caller: Caller, request: { serverId: string | undefined }): Promise<ResetResult> {
   const servers = request.serverId === undefined ? [...deps.config.servers.values()] : [findServer(deps, request.serverId, 'server_id')]
-  const deleted: string[] = []
+  const deleted: Array<{ server: (typeof servers)[number]; token: UpstreamToken | undefined }> = []
   for (const server of servers) {
     const owner = ownerOf(caller, server)
     // Under the refresh lock: a refresh in flight would otherwise store its token after this removal.
-    if (await withRefreshLock(deps.oauth, owner, () => deps.tokens.remove(owner))) deleted.push(server.serverId)
+    const removed = await withRefreshLock(deps.oauth, owner, async () => {
+      const token = await deps.tokens.get(owner)
+      return (await deps.tokens.remove(owner)) ? { token } : undefined
+    })
+    if (removed) deleted.push({ server, token: removed.token })
     await deps.pool.drop(poolKey(owner))
     if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, owner))
     await deps.stepUps.delete(storeKey(owner.tenant, owner.userId, owner.serverId))
   }
-  deps.logger.info({ tenant: caller.tenant, servers: deleted }, 'tokens reset')
+  const deletedIds = deleted.map(({ server }) => server.serverId)
+  deps.logger.info(
+    { event: 'reset', tenant: caller.tenant, userId: caller.userId, serverId: request.serverId ?? null, deleted: deletedIds },
+    'tokens reset',
+  )
+  // In parallel, each bounded by its server's timeout: a reset of every server waits for the slowest one only.
+  const revoked = await Promise.all(deleted.map(({ server, token }) => revokeGrant(deps, server, ownerOf(caller, server), token)))
   return {
     user_id: caller.userId,
-    deleted_server_ids: deleted,
+    deleted_server_ids: deletedIds,
+    servers: deleted.map(({ server }, index) => ({ server_id: server.serverId, revoked: revoked[index]! })),
     message:
       deleted.length === 0
         ? 'No stored sign-in was found for this user.'
-        : `Signed out of ${deleted.join(', ')}. The next call will ask the user to sign in again.`,
+        : `Signed out of ${deletedIds.join(', ')}. The next call will ask the user to sign in again.`,
   }
 }

@@ -1,3 +1,4 @@
+import { adminReset, listConnections } from './admin.ts'
 import { authStatus } from './auth-status.ts'
 import { callTool } from './call-tool.ts'
 import type { RelayDeps } from './deps.ts'
@@ -13,6 +14,8 @@ export function createRelayService(deps: RelayDeps, lifecycle: { ping(): Promise
     listTools: (caller, request) => listTools(deps, caller, request),
     callTool: (caller, request) => callTool(deps, caller, request),
     reset: (caller, request) => reset(deps, caller, request),
+    listConnections: (admin, request) => listConnections(deps, admin, request),
+    adminReset: (admin, request) => adminReset(deps, admin, request),
     startSignIn: (ticketId) => startSignIn(deps, ticketId),
     completeSignIn: (callbackUrl) => completeSignIn(deps, callbackUrl),
     readFile: (id) => deps.files.read(id),

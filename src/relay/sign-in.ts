@@ -1,8 +1,8 @@
 import { forgetClientRegistration } from '../oauth/registration.ts'
-import { withRefreshLock } from '../oauth/refresh.ts'
 import { beginSignIn, finishSignIn } from '../oauth/sign-in.ts'
 import { DiscoveryError } from '../oauth/discovery.ts'
 import { poolKey, redirectUriFor, toolCacheKey, type RelayDeps } from './deps.ts'
+import { revokeReplacedGrant, storeReplacingGrant } from './revoke-grant.ts'
 import { resolveServerAuth } from './sign-in-link.ts'
 import type { CompleteSignInResult, StartSignInResult } from './types.ts'
 
@@ -49,8 +49,10 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL): Promise
     return { kind: 'failed', status: result.status, message: result.message }
   }
   const server = deps.config.servers.get(result.serverId)!
-  // Under the refresh lock: a refresh in flight would otherwise store the old grant's token over this one.
-  await withRefreshLock(deps.oauth, result.owner, () => deps.tokens.put(result.owner, result.token))
+  // Revocation (issue 10 item 5): store the new grant, then revoke the one it replaced (relay/revoke-grant.ts).
+  const replaced = await storeReplacingGrant(deps, result.owner, result.token)
+  if (replaced) revokeReplacedGrant(deps, server, result.owner, replaced, result.token)
+  // End of revocation.
   // A new token (perhaps another account): the old session and per-user list depended on the old one.
   await deps.pool.drop(poolKey(result.owner))
   if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, result.owner))

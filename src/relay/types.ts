@@ -76,7 +76,36 @@ export type CallToolResult =
 export interface ResetResult {
   user_id: string
   deleted_server_ids: string[]
+  /** One entry per deleted grant: whether its authorization server revoked it (RFC 7009, DESIGN.md §4). */
+  servers: Array<{ server_id: string; revoked: true | false | 'unsupported' }>
   message: string
+}
+
+/** Who is asking on an /admin route: the position of their key in RELAY_ADMIN_KEYS (1-based), for the audit line. */
+export interface AdminCaller {
+  readonly adminKey: number
+}
+
+export interface ConnectionsRequest {
+  readonly tenant: string | undefined
+  readonly userId: string | undefined
+  readonly serverId: string | undefined
+  readonly limit: number
+  /** A previous answer's next_cursor. */
+  readonly cursor: string | undefined
+}
+
+export interface ConnectionsResult {
+  connections: Array<{
+    tenant: string
+    user_id: string
+    server_id: string
+    obtained_at: string
+    expires_at: string | null
+    scope: string | null
+    refreshable: boolean
+  }>
+  next_cursor: string | null
 }
 
 export type StartSignInResult = { kind: 'redirect'; url: string } | { kind: 'invalid'; message: string }
@@ -92,6 +121,10 @@ export interface RelayService {
   /** `toolRef` is `server_id::tool_name`, split at the first `::` (already checked by the route). */
   callTool(caller: Caller, request: { serverId: string; toolName: string; input: Record<string, unknown> }): Promise<CallToolResult>
   reset(caller: Caller, request: { serverId: string | undefined }): Promise<ResetResult>
+  /** GET /admin/connections; an unknown cursor throws RelayError INVALID_INPUT. */
+  listConnections(admin: AdminCaller, request: ConnectionsRequest): Promise<ConnectionsResult>
+  /** POST /admin/reset: reset() for any tenant's user. */
+  adminReset(admin: AdminCaller, request: { tenant: string; userId: string; serverId: string | undefined }): Promise<ResetResult>
   /** GET /oauth/start/:ticket */
   startSignIn(ticketId: string): Promise<StartSignInResult>
   /** GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query. */

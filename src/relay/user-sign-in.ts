@@ -76,7 +76,7 @@ export const userSignIn: TokenSource = {
     const same = previous && previous.scope === scope && previous.tokenObtainedAt === token.obtainedAt
     const count = same ? previous.count : (previous?.count ?? 0) + 1
     if (count > MAX_STEP_UPS) {
-      deps.logger.warn({ serverId: server.serverId }, 'step-up limit reached')
+      deps.logger.warn({ event: 'step_up', tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId, scope, outcome: 'limit' }, 'step-up limit reached')
       return {
         kind: 'error',
         code: 'UPSTREAM_ERROR',
@@ -86,6 +86,7 @@ export const userSignIn: TokenSource = {
     await deps.stepUps.set(key, { count, scope, tokenObtainedAt: token.obtainedAt } satisfies StepUpRecord, STEP_UP_WINDOW_MS)
     const link = await createLoginLink(deps, owner, server, { scope })
     if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
+    deps.logger.info({ event: 'step_up', tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId, scope, outcome: 'link' }, 'step-up sign-in asked')
     return {
       kind: 'need-auth',
       loginUrl: link.loginUrl,

@@ -22,3 +22,17 @@ function encodePart(part: string): string {
 export function storeKey(...parts: string[]): string {
   return parts.map(encodePart).join(':')
 }
+
+/** The parts of a storeKey(); undefined for a string no storeKey() call makes. */
+export function parseStoreKey(key: string): string[] | undefined {
+  try {
+    // %uXXXX first (a lone surrogate, see above), then runs of %XX together (one UTF-8 sequence).
+    return key.split(':').map((part) =>
+      part.replace(/%u([0-9A-F]{4})|(?:%[0-9A-Fa-f]{2})+/g, (match, surrogate: string | undefined) =>
+        surrogate ? String.fromCharCode(parseInt(surrogate, 16)) : decodeURIComponent(match),
+      ),
+    )
+  } catch {
+    return undefined
+  }
+}

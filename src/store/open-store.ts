@@ -6,9 +6,10 @@ import { createMemoryLock, createPostgresLock, createRedisLock, createSqliteLock
 import { createPostgresBackend } from './postgres-store.ts'
 import { createRedisClient } from './redis-client.ts'
 import { memoizeDeserialize } from './parse-memo.ts'
-import { openSqliteDatabase, SqliteStore } from './sqlite-store.ts'
+import { openSqliteDatabase, selectSqliteKeys, SqliteStore } from './sqlite-store.ts'
 import { silentLogger, type StoreLogger } from './store-logger.ts'
 import { callStore, guardAdapter, STORE_TIMEOUT_MS, type StoreKind } from './store-unavailable.ts'
+import { createKeyRangeIndex, createRedisTokenIndex, selectMapKeys, type TokenIndex } from './token-index.ts'
 
 export type { StoreKind } from './store-unavailable.ts'
 
@@ -23,6 +24,8 @@ export interface RelayStore {
   /** One Keyv per namespace, created once. Its calls throw RelayError STORE_UNAVAILABLE on a backend failure. */
   namespace(name: NamespaceName): Keyv
   lock: StoreLock
+  /** The `tokens` namespace's keys in order (token-index.ts); the token store keeps it. */
+  readonly tokenIndex: TokenIndex
   /** Resolves when the backend answers; throws RelayError STORE_UNAVAILABLE otherwise, within ~2 s. */
   ping(): Promise<void>
   close(): Promise<void>
@@ -61,6 +64,8 @@ interface Backend {
   /** Keyv prefixes keys with the namespace itself unless the adapter does (only @keyv/redis does). */
   adapterPrefixesKeys: boolean
   lock: StoreLock
+  /** The index of `${keyPrefix}/tokens`; `keyv` is that namespace's Keyv (the memory store lists its Map). */
+  tokenIndex(keyPrefix: string, keyv: () => Keyv): TokenIndex
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -72,6 +77,7 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
         createAdapter: () => new Map<string, unknown>(),
         adapterPrefixesKeys: false,
         lock: createMemoryLock(),
+        tokenIndex: (keyPrefix, keyv) => createKeyRangeIndex(`${keyPrefix}/tokens`, selectMapKeys(() => keyv().store as Map<string, unknown>)),
         ping: async () => undefined,
         close: async () => undefined,
       }
@@ -88,6 +94,10 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
         createAdapter: () => guardAdapter(new SqliteStore(db, `sqlite://${path}`), kind),
         adapterPrefixesKeys: false,
         lock,
+        tokenIndex: (keyPrefix) => {
+          const select = selectSqliteKeys(db)
+          return createKeyRangeIndex(`${keyPrefix}/tokens`, (...range) => callStore(kind, () => select(...range)))
+        },
         ping: () => callStore(kind, () => void probe.run(`${lockPrefix}readiness`, randomUUID())),
         close: async () => {
           if (db.isOpen) db.close()
@@ -117,6 +127,7 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
           ),
         adapterPrefixesKeys: true,
         lock: createRedisLock(client, lockPrefix),
+        tokenIndex: (keyPrefix) => createRedisTokenIndex(client, `${keyPrefix}/tokens`, `${keyPrefix}/index:tokens`),
         ping: () => callStore(kind, async () => void (await client.ping())),
         close: async () => {
           closed = true
@@ -131,6 +142,7 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
         createAdapter: () => guardAdapter(backend.createAdapter(), kind),
         adapterPrefixesKeys: false,
         lock: createPostgresLock(backend.query, lockPrefix),
+        tokenIndex: (keyPrefix) => createKeyRangeIndex(`${keyPrefix}/tokens`, (...range) => callStore(kind, () => backend.selectKeys(...range))),
         ping: () => callStore(kind, backend.ping),
         close: backend.close,
       }
@@ -176,6 +188,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     kind,
     namespace,
     lock: backend.lock,
+    tokenIndex: backend.tokenIndex(keyPrefix, () => namespace('tokens')),
     ping: backend.ping,
     close: () => (closing ??= backend.close()),
   }

@@ -1,6 +1,7 @@
 import KeyvPostgres from '@keyv/postgres'
 import pg from 'pg'
 import { POSTGRES_LEASE_TABLE } from './lock.ts'
+import type { SelectKeys } from './token-index.ts'
 import type { StoreLogger } from './store-logger.ts'
 import { STORE_TIMEOUT_MS } from './store-unavailable.ts'
 
@@ -39,6 +40,14 @@ class RelayPostgresAdapter extends KeyvPostgres {
     // The pool belongs to the store; RelayStore.close() ends it once for every namespace.
   }
 }
+
+/**
+ * The rows of `tokens` namespaces (`<prefix>/tokens:<key>`: no other namespace name ends in
+ * `/tokens`, and storeKey() escapes '/'), indexed in byte order: the primary key's order follows
+ * the database's collation, which for most locales is not byte order, and the admin list must
+ * come out in the same order on every backend. Partial, so other namespaces' writes do not pay for it.
+ */
+const TOKEN_ROWS = `key LIKE '%/tokens:%'`
 
 /**
  * One pool for every namespace and the lock table, kept small (max 4). Failure handling:
@@ -89,15 +98,52 @@ export function createPostgresBackend(url: string, logger: StoreLogger, table = 
   }, SWEEP_EVERY_MS)
   sweeper.unref()
 
+  // The token-key index is built once per process in the background, CONCURRENTLY and on a
+  // connection of its own without the 2 s statement timeout: on a large table of a relay upgraded
+  // in place, building it inside the schema statement would block every write and outlast the
+  // timeout, failing each query that waits for the schema. Until it exists, listing sorts instead.
+  let indexing: Promise<void> | undefined
+  const ensureTokenIndex = () =>
+    (indexing ??= (async () => {
+      await ensureSchema()
+      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1500 })
+      client.on('error', () => undefined) // a connection lost mid-build: the query below rejects with it
+      await client.connect()
+      try {
+        await client.query(
+          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${table}_token_keys ON ${table} (key COLLATE "C") WHERE ${TOKEN_ROWS}`,
+        )
+      } finally {
+        await client.end()
+      }
+    })().catch((error: unknown) => {
+      indexing = undefined
+      logger.warn({ kind: 'postgres', err: error }, 'token key index not built yet; the admin list sorts instead')
+    }))
+  void ensureTokenIndex()
+
+  // Token keys in byte order (token-index.ts), a range scan of the partial index above.
+  const selectKeys: SelectKeys = async (from, below, after, limit) => {
+    void ensureTokenIndex()
+    return (
+      await query(
+        `SELECT key FROM ${table} WHERE ${TOKEN_ROWS} AND key COLLATE "C" >= $1 AND key COLLATE "C" < $2 AND key COLLATE "C" > $3
+         ORDER BY key COLLATE "C" LIMIT $4`,
+        [from, below, after, limit],
+      )
+    ).map((row: { key: string }) => row.key)
+  }
+
   return {
     query,
+    selectKeys,
     createAdapter: () => new RelayPostgresAdapter(table, query),
     ping: async () => {
       await pool.query('SELECT 1')
     },
     close: async () => {
       clearInterval(sweeper)
-      await sweeping
+      await Promise.all([sweeping, indexing])
       await pool.end()
     },
   }

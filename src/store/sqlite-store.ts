@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
+import type { SelectKeys } from './token-index.ts'
 
 /** How long a write waits for another process's write lock before failing (SQLITE_BUSY). */
 const BUSY_TIMEOUT_MS = 1000
@@ -20,6 +21,16 @@ export function openSqliteDatabase(path: string): DatabaseSync {
   db.exec('PRAGMA synchronous = NORMAL')
   db.exec(`CREATE TABLE IF NOT EXISTS ${KV_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER)`)
   return db
+}
+
+/**
+ * Key-ordered range scans over the primary key (token-index.ts). BINARY collation: byte order.
+ * Expired rows are left out, as get() leaves them out.
+ */
+export function selectSqliteKeys(db: DatabaseSync): SelectKeys {
+  const select = db.prepare(`SELECT key FROM ${KV_TABLE} WHERE key >= ? AND key < ? AND key > ?
+    AND (expires IS NULL OR expires > ?) ORDER BY key LIMIT ?`)
+  return async (from, below, after, limit) => select.all(from, below, after, Date.now(), limit).map((row) => row.key as string)
 }
 
 /**

@@ -71,7 +71,15 @@ export function createRecordingRelay(config: RelayConfig, overrides: Partial<Rel
     },
     async reset(caller, request) {
       calls.push({ method: 'reset', caller, request })
-      return { user_id: caller.userId, deleted_server_ids: request.serverId ? [request.serverId] : ['notion', 'docs'], message: 'done' }
+      return { user_id: caller.userId, deleted_server_ids: request.serverId ? [request.serverId] : ['notion', 'docs'], servers: [], message: 'done' }
+    },
+    async listConnections(admin, request) {
+      calls.push({ method: 'listConnections', request: { admin, ...request } })
+      return { connections: [], next_cursor: null }
+    },
+    async adminReset(admin, request) {
+      calls.push({ method: 'adminReset', request: { admin, ...request } })
+      return { user_id: request.userId, deleted_server_ids: [], servers: [], message: 'done' }
     },
     async startSignIn(ticketId) {
       calls.push({ method: 'startSignIn', request: ticketId })

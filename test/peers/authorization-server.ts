@@ -33,6 +33,8 @@ export interface AuthorizationServerOptions {
   oauthMetadata?: boolean
   /** Listen port on 127.0.0.1; default 0 (any free port). A fixed one is for the demo. */
   port?: number
+  /** RFC 7009 token revocation (and `revocation_endpoint` in the metadata); default true. */
+  revocation?: boolean
 }
 
 export interface TokenRequestRecord {
@@ -65,6 +67,13 @@ export interface AuthorizationServer {
    * already held stay held until their time is up or their client leaves).
    */
   delayTokenEndpoint(ms: number | undefined, options?: { afterProcessing?: boolean }): void
+  /**
+   * While set, the revocation endpoint answers this HTTP status, or with 'hang' holds every
+   * request until its client goes away; undefined restores it.
+   */
+  failRevocationEndpoint(failure: number | 'hang' | undefined): void
+  /** Requests that reached the revocation endpoint (failed ones included), in order. */
+  revocationRequests: Array<{ answered: number | 'dropped' }>
   /** Token requests being held by delayTokenEndpoint right now. */
   heldTokenRequests(): number
   /**
@@ -107,6 +116,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     if (typeof value === 'string' && value !== '') issuedSecrets.push({ kind, value })
   }
   let failStatus: number | undefined
+  let revocationFailure: number | 'hang' | undefined
+  const revocationRequests: AuthorizationServer['revocationRequests'] = []
   let delay: { ms: number; afterProcessing: boolean } | undefined
   let held = 0
 
@@ -160,7 +171,8 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       registration: { enabled: opts.registration ?? true },
       // RFC 6749 §4.4, for service-account clients (grant_types ['client_credentials']).
       clientCredentials: { enabled: true },
-      revocation: { enabled: true },
+      // RFC 7009 §2.1: a client revokes only tokens issued to it.
+      revocation: { enabled: opts.revocation ?? true, allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId },
       introspection: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -229,6 +241,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
 
   const callback = provider.callback()
   const tokenPath = `${prefix}/token`
+  const revocationPath = `${prefix}/token/revocation`
   const interactionPrefix = `${prefix}/interaction/`
 
   handle = async (req, res) => {
@@ -237,6 +250,19 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
     if (failStatus !== undefined && req.method === 'POST' && path === tokenPath) {
       await answerFailedTokenRequest(req, res, failStatus, tokenRequests)
       return
+    }
+    if (req.method === 'POST' && path === revocationPath && opts.revocation !== false) {
+      if (revocationFailure === 'hang') {
+        await holdWhileConnected(res, 600_000)
+        revocationRequests.push({ answered: 'dropped' })
+        return
+      }
+      if (revocationFailure !== undefined) {
+        revocationRequests.push({ answered: revocationFailure })
+        res.writeHead(revocationFailure, { 'content-type': 'text/plain' }).end('the test made the revocation endpoint fail')
+        return
+      }
+      res.once('finish', () => revocationRequests.push({ answered: res.statusCode }))
     }
     if (delay !== undefined && req.method === 'POST' && path === tokenPath) {
       const { ms, afterProcessing } = delay
@@ -288,6 +314,10 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       delay = ms === undefined ? undefined : { ms, afterProcessing: options.afterProcessing ?? false }
     },
     heldTokenRequests: () => held,
+    failRevocationEndpoint: (failure) => {
+      revocationFailure = failure
+    },
+    revocationRequests,
     close: () => new Promise<void>((resolve, reject) => {
       server.close((err) => (err ? reject(err) : resolve()))
       server.closeAllConnections()
