@@ -95,4 +95,4 @@ try {
 } finally {
   await stopServices()
 }
-process.exit(interrupted && code === 0 ? 130 : code)
+process.exit(interrupted ? 130 : code)
