@@ -1,5 +1,6 @@
 // scripts/test.ts's parts: what counts as present, the one line when something is missing, and the
 // private Redis and PostgreSQL servers it starts when the machine's do not answer.
+import { spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,6 +22,19 @@ describe('missing prerequisites', () => {
   ] as const)('%j as %j: one line naming them and the one command', (missing, options, line) => {
     expect(missingLine([...missing], options)).toBe(line)
     expect(line).not.toContain('\n')
+  })
+
+  it('npm test stops at once with that one line on stderr, before type-checking or starting anything', () => {
+    const run = spawnSync(process.execPath, ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'scripts/test.ts'], {
+      cwd: join(import.meta.dirname, '../..'),
+      // /dev/null stands for a Chromium hidden by a bind mount; an empty dir for a PATH without redis-server.
+      env: { ...process.env, CHROMIUM_PATH: '/dev/null', RELAY_TEST_REDIS_SERVER: dir },
+      encoding: 'utf8',
+      timeout: 20_000,
+    })
+    expect(run.status).toBe(1)
+    expect(run.stdout).toBe('')
+    expect(run.stderr).toMatch(/^missing: Chromium, Redis server — install them with: (sudo )?apt-get update && (sudo )?apt-get install -y chromium(-browser)? redis-server\n$/)
   })
 
   it('counts only an executable regular file as Chromium (a bind-mounted /dev/null, a directory or a plain file is missing)', () => {
