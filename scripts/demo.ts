@@ -6,7 +6,7 @@
 import { pino } from 'pino'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config/load-config.ts'
-import { loggerOptions } from '../src/http/logging.ts'
+import { logDestination, loggerOptions } from '../src/http/logging.ts'
 import { createRelay } from '../src/relay/create-relay.ts'
 import { startAuthorizationServer } from '../test/peers/authorization-server.ts'
 import { startMcpUpstream } from '../test/peers/mcp-upstream.ts'
@@ -30,7 +30,7 @@ const config = loadConfig({
   OAUTH_TRUSTED_HOSTS: new URL(authorizationServer.url).host,
   LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
 })
-const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions)
+const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions, await logDestination(process.stdout.isTTY))
 const { relay } = await createRelay(config, { logger: logger.child({ component: 'relay' }) })
 const app = await buildApp({ config, relay, loggerInstance: logger })
 await app.listen({ port, host: '127.0.0.1' })

@@ -2,7 +2,7 @@ import { pino } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig } from './config/load-config.ts'
-import { loggerOptions } from './http/logging.ts'
+import { logDestination, loggerOptions } from './http/logging.ts'
 import { createPrometheusMetrics } from './http/metrics.ts'
 import { createRelay } from './relay/create-relay.ts'
 
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     throw error
   }
 
-  const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions)
+  const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions, await logDestination(process.stdout.isTTY))
   // One registry for the app: HTTP timings, the relay parts' events, and Node's process metrics.
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'mcp_relay_' })

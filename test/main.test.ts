@@ -2,7 +2,10 @@
 // SIGTERM stops accepting connections, lets the request in flight finish, closes the pooled
 // upstream sessions and the store, and exits 0 within the shutdown bound.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMcpUpstream, type McpUpstream } from './peers/mcp-upstream.ts'
@@ -126,5 +129,58 @@ describe('graceful shutdown of src/main.ts', () => {
       .map((line) => (JSON.parse(line) as { msg?: string }).msg)
     expect(messages).toContain('shutting down')
     expect(messages).not.toContain('shutdown took too long, exiting')
+  })
+})
+
+describe('a clean start of src/main.ts', () => {
+  it('prints no warning on stderr (no deprecation, no experimental feature) and JSON log lines on stdout when it is not a terminal', async () => {
+    // The same node flags as `npm start`, read from package.json so the test follows the script.
+    const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+    const [node, ...args] = start.split(' ')
+    expect(node).toBe('node')
+    const port = await freePort()
+    // The default store kind (SQLite through node:sqlite, experimental on Node 22), in a temp dir.
+    const dataDir = mkdtempSync(join(tmpdir(), 'relay-clean-start-'))
+    let stdout = ''
+    let stderr = ''
+    const started = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        STORE_URL: `sqlite://${join(dataDir, 'relay.sqlite')}`,
+        MCP_SERVERS_JSON: JSON.stringify({ servers: [{ server_id: 'open', mcp_url: upstream.url }] }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    child = started
+    started.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const exited = new Promise<number | null>((resolve) => started.once('exit', (code) => resolve(code)))
+    try {
+      await until('the relay is listening', () => {
+        if (started.exitCode !== null) throw new Error(`the relay exited early\n${stdout}${stderr}`)
+        return stdout.includes('"relay listening"')
+      })
+      const openapi = await fetch(`http://127.0.0.1:${port}/openapi.json`, { signal: AbortSignal.timeout(5000) })
+      expect(openapi.status).toBe(200)
+      await until('the request line', () => stdout.includes('"request completed"'))
+      started.kill('SIGTERM')
+      expect(await exited).toBe(0)
+
+      expect(stderr).not.toMatch(/Warning|DEP\d/)
+      expect(stderr).toBe('')
+      const lines = stdout.split('\n').filter(Boolean)
+      for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow()
+      const messages = lines.map((line) => (JSON.parse(line) as { msg: string }).msg)
+      expect(messages).toEqual(expect.arrayContaining(['relay listening', 'request completed', 'shutting down']))
+      // One line per request: Fastify's own 'incoming request' line stays off.
+      expect(messages).not.toContain('incoming request')
+    } finally {
+      if (started.exitCode === null && started.signalCode === null) started.kill('SIGKILL')
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest, FastifyServerOptions } from 'fastify'
+import type { DestinationStream } from 'pino'
 
 /** Field names whose values are secrets wherever they appear in a log line (DESIGN.md §6). */
 const SECRET_FIELDS = ['access_token', 'refresh_token', 'id_token', 'code', 'state', 'client_secret', 'code_verifier', 'authorization', 'cookie']
@@ -73,6 +74,18 @@ export function loggerOptions(given: LoggerOption | undefined, level: string): L
     redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
     serializers: { ...base.serializers, req: serializeRequest as never, err: serializeError as never },
   }
+}
+
+/**
+ * Where log lines go: readable lines through pino-pretty when stdout is a terminal (a person is
+ * reading), pino's own JSON to stdout otherwise (undefined: pino's default destination), which is
+ * what log collectors parse. Redaction and serializers run before either, in pino itself.
+ */
+export async function logDestination(isTTY: boolean | undefined, out: NodeJS.WritableStream = process.stdout): Promise<DestinationStream | undefined> {
+  if (!isTTY) return undefined
+  const { default: pretty } = await import('pino-pretty')
+  // sync: a line is on the terminal before the process exits (shutdown calls process.exit).
+  return pretty({ destination: out, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' })
 }
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/

@@ -40,6 +40,8 @@ export interface FaultUpstream {
   toolPages(): number
   /** Bytes 'huge-get-event' wrote to event streams before the client went away, in total. */
   hugeEventBytes(): number
+  /** Event streams of 'huge-get-event' that the client closed. */
+  hugeStreamsClosed(): number
   close(): Promise<void>
 }
 
@@ -61,6 +63,7 @@ export async function startFaultUpstream(options: {
   let requests = 0
   let toolPages = 0
   let hugeEventBytes = 0
+  let hugeStreamsClosed = 0
   const held = new Set<ServerResponse>()
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
@@ -119,6 +122,7 @@ export async function startFaultUpstream(options: {
         }
       }
       res.on('error', () => undefined)
+      res.on('close', () => hugeStreamsClosed++)
       pump()
       return
     }
@@ -206,6 +210,7 @@ export async function startFaultUpstream(options: {
     hanging: () => held.size,
     toolPages: () => toolPages,
     hugeEventBytes: () => hugeEventBytes,
+    hugeStreamsClosed: () => hugeStreamsClosed,
     async close() {
       for (const res of held) res.destroy()
       server.closeAllConnections()

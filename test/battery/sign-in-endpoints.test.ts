@@ -7,6 +7,7 @@ import { startAuthorizationServer, type AuthorizationServer } from '../peers/aut
 import { followToCallback } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
+import { CHROMIUM_PATH } from '../support/services.ts'
 import { answeredByStatus, createTally, sendChecked, signIn, whoami } from './harness.ts'
 
 let as: AuthorizationServer
@@ -290,7 +291,7 @@ describe('error= and error_description= with HTML and script payloads, in headle
 
   it('escapes every payload, sends CSP, runs no script and loads nothing', async () => {
     browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
+      executablePath: CHROMIUM_PATH,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       timeout: 15_000,
     })

@@ -213,8 +213,9 @@ describe("an event without end on the session's own stream", () => {
       await relay.deps.pool.drop('default:alice:flaky')
       expect((await call('alice', 'flaky::echo', { text: 'during' })).ok).toBe(true)
       await waitUntil(() => flaky.hugeEventBytes() > 0, 5000, 'the GET stream opened')
-      // The relay hangs up soon after 16 MiB; the server would have sent 200 MiB.
-      await new Promise((resolve) => setTimeout(resolve, 1500))
+      // The relay hangs up soon after 16 MiB; the server would have sent 200 MiB and kept the
+      // stream open, so a relay without the bound never gets past this wait.
+      await waitUntil(() => flaky.hugeStreamsClosed() > 0, 10_000, 'the relay hanging up on the endless event')
       // (The SDK reconnects a broken session stream up to twice: three times 16 MiB at most.)
       expect(flaky.hugeEventBytes()).toBeLessThan(64 * 1024 * 1024)
       expect((await call('alice', 'flaky::echo', { text: 'after' })).ok).toBe(true)
@@ -237,8 +238,7 @@ describe('one slow or dead upstream never holds up the others', () => {
       order.push('down')
       return answer
     })
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    expect(slow.hanging()).toBeGreaterThan(0)
+    await waitUntil(() => slow.hanging() > 0, 5000, 'the slow upstream holding the call')
     // While the slow call hangs: the same user on other servers, other users, other tenants.
     const healthy = await Promise.all(
       Array.from({ length: 24 }, (_, i) => {

@@ -1,12 +1,11 @@
-// Headless Chromium for the browser tests: Debian's package at /usr/bin/chromium, driven by
-// playwright-core (which never downloads a browser of its own). A missing binary fails the
-// test that needs it; nothing is skipped.
+// Headless Chromium for the browser tests: Debian's package at /usr/bin/chromium (or
+// CHROMIUM_PATH), driven by playwright-core (which never downloads a browser of its own). A
+// missing binary fails the test that needs it; nothing is skipped (`npm test` checks first).
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type BrowserContext } from 'playwright-core'
-
-export const CHROMIUM_PATH = '/usr/bin/chromium'
+import { CHROMIUM_PATH } from '../support/services.ts'
 
 const ARGS = [
   '--headless',

@@ -117,7 +117,11 @@ describe('MCP conformance suite 0.1.16, client scenarios, through the relay', ()
 
 async function scenarioRun(scenario: string): Promise<ScenarioRun> {
   // beforeAll starts scenarios in order; a test may begin before its scenario has been queued.
-  while (!runs.has(scenario)) await new Promise((resolve) => setTimeout(resolve, 50))
+  const giveUpAt = Date.now() + RUNNER_TIMEOUT_MS
+  while (!runs.has(scenario)) {
+    if (Date.now() > giveUpAt) throw new Error(`scenario ${scenario} was never started`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
   return runs.get(scenario)!
 }
 

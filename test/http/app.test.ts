@@ -113,9 +113,12 @@ describe('close', () => {
   it('serves on a real port; a request in flight when close() starts still completes', async () => {
     let release!: () => void
     const slow = new Promise<void>((resolve) => (release = resolve))
+    let entered!: () => void
+    const handlerEntered = new Promise<void>((resolve) => (entered = resolve))
     const { app } = await makeApp({
       relay: {
         listTools: async () => {
+          entered()
           await slow
           return { tools: [], auth_required: [], errors: [], servers: [], usage: '' }
         },
@@ -128,7 +131,8 @@ describe('close', () => {
       headers: { ...bearer(ACME_KEY), 'content-type': 'application/json' },
       body: JSON.stringify({ user_id: 'u1' }),
     })
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    // Close only once the request is inside the handler (a fixed sleep was not enough under load).
+    await Promise.race([handlerEntered, inFlight.then((response) => Promise.reject(new Error(`answered ${response.status} before the handler ran`)))])
     const closing = app.close()
     release()
     // The request that was in flight still completes.

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
-import { loggablePath, loggerOptions } from '../../src/http/logging.ts'
+import { logDestination, loggablePath, loggerOptions } from '../../src/http/logging.ts'
 import { ACME_KEY, bearer, makeApp, signUserIdForTest } from './helpers.ts'
 
 function captureLogs() {
@@ -120,5 +120,32 @@ describe('logs', () => {
     expect(loggablePath('/oauth/start/abc?x=1')).toBe('/oauth/start/:ticket')
     expect(loggablePath('/oauth/reset')).toBe('/oauth/reset')
     expect(loggablePath('/tools/list-tools')).toBe('/tools/list-tools')
+  })
+})
+
+describe('log destination', () => {
+  it('is pino\'s own JSON when stdout is not a terminal', async () => {
+    expect(await logDestination(false)).toBeUndefined()
+    expect(await logDestination(undefined)).toBeUndefined()
+  })
+
+  it('is readable lines through pino-pretty on a terminal, still redacted', async () => {
+    let written = ''
+    const out = new Writable({
+      write(chunk, _encoding, callback) {
+        written += String(chunk)
+        callback()
+      },
+    })
+    const destination = await logDestination(true, out)
+    expect(destination).toBeDefined()
+    const logger = pino(loggerOptions({}, 'info') as pino.LoggerOptions, destination)
+    logger.info({ serverId: 'docs', access_token: 'at-secret-123' }, 'refresh ok')
+    const lines = written.split('\n').filter(Boolean)
+    expect(lines[0]).toMatch(/INFO.*refresh ok/)
+    expect(() => JSON.parse(lines[0]!)).toThrow()
+    expect(written).toContain('docs')
+    expect(written).toContain('[redacted]')
+    expect(written).not.toContain('at-secret-123')
   })
 })

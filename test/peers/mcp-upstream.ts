@@ -80,7 +80,7 @@ export interface McpUpstream {
   setScopesRequiredFor(tool: string, scopes: string[]): void
 }
 
-const STREAM_GRACE_MS = 1000
+const STREAM_GRACE_MS = 5000
 
 interface Session {
   mcp: McpServer
@@ -360,8 +360,6 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
         // registerTool on a connected McpServer sends notifications/tools/list_changed itself.
         registerTool(session.mcp, spec)
       }))
-      // Let the notification writes reach the sockets before the caller goes on.
-      await new Promise((resolve) => setTimeout(resolve, 20))
     },
     dropSessions() {
       const dropped = [...sessions.values()]

@@ -116,7 +116,14 @@ describe('tools/list pagination and list_changed', () => {
     const listsBefore = changing.counters.toolsList
 
     await changing.notifyToolsChanged()
-    const after = await listTools(relay, 'watcher', 'changing')
+    // The notification reaches the relay's pooled session asynchronously: ask until the cache
+    // has been dropped (a cached answer never reaches the upstream, so the count below holds).
+    let after = await listTools(relay, 'watcher', 'changing')
+    const deadline = Date.now() + 5000
+    while (after.servers[0]!.source === 'cache' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      after = await listTools(relay, 'watcher', 'changing')
+    }
     expect(after.servers[0]!.source).toBe('upstream')
     expect(after.tools.map((tool) => tool.name)).toContain('added_1')
     expect(changing.counters.toolsList).toBe(listsBefore + 1)

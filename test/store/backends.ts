@@ -5,9 +5,9 @@ import { join } from 'node:path'
 import { createClient } from '@keyv/redis'
 import pg from 'pg'
 import { NAMESPACE_NAMES, type RelayStore, type StoreKind } from '../../src/store/open-store.ts'
+import { POSTGRES_URL, REDIS_URL } from '../support/services.ts'
 
-export const REDIS_URL = 'redis://127.0.0.1:6379'
-export const POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test'
+export { POSTGRES_URL, REDIS_URL }
 
 /** Unique per call, so tests never meet another run's keys (no '_' or '%': they are LIKE wildcards). */
 export function uniquePrefix(): string {

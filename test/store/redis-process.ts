@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { REDIS_SERVER } from '../support/services.ts'
 import { freePort } from './tcp-proxy.ts'
 
 /**
@@ -13,7 +14,7 @@ export async function startRedisProcess(options: { dataDir?: string } = {}) {
   const persistence = options.dataDir ? ['--dir', options.dataDir, '--save', '3600 1'] : ['--save', '']
 
   async function start(): Promise<void> {
-    const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--appendonly', 'no'], {
+    const started = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--appendonly', 'no'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child = started

@@ -3,6 +3,7 @@ import { isRelayError } from '../../src/errors.ts'
 import { withLock } from '../../src/store/lock.ts'
 import { openStore, type RelayStore } from '../../src/store/open-store.ts'
 import { openSqliteDatabase } from '../../src/store/sqlite-store.ts'
+import { POSTGRES_PORT, postgresUrl } from '../support/services.ts'
 import { BACKENDS, POSTGRES_URL, removeSqliteDirs, uniquePrefix } from './backends.ts'
 import { startRedisProcess } from './redis-process.ts'
 import { freePort, startTcpProxy } from './tcp-proxy.ts'
@@ -107,9 +108,9 @@ describe('redis that goes down and comes back', () => {
 
 describe('postgres that goes down and comes back (through a proxy)', () => {
   it('fails fast while down, and the same store works again once it is back', async () => {
-    const proxy = await startTcpProxy(5432)
+    const proxy = await startTcpProxy(POSTGRES_PORT)
     const prefix = uniquePrefix()
-    const url = `postgres://postgres@127.0.0.1:${proxy.port}/test`
+    const url = postgresUrl({ port: proxy.port })
     const store = await openStore(url, { keyPrefix: prefix })
     try {
       const tokens = store.namespace('tokens')
@@ -131,8 +132,8 @@ describe('postgres that goes down and comes back (through a proxy)', () => {
   })
 
   it('bounds calls to a server that stops answering (a black hole), then recovers', async () => {
-    const proxy = await startTcpProxy(5432)
-    const store = await openStore(`postgres://postgres@127.0.0.1:${proxy.port}/test`, { keyPrefix: uniquePrefix() })
+    const proxy = await startTcpProxy(POSTGRES_PORT)
+    const store = await openStore(postgresUrl({ port: proxy.port }), { keyPrefix: uniquePrefix() })
     try {
       await store.ping()
       proxy.freeze()
@@ -213,9 +214,9 @@ describe('sqlite failures', () => {
 
 describe('postgres at start-up', () => {
   it('creates its tables on first use when the server was down at start', async () => {
-    const proxy = await startTcpProxy(5432)
+    const proxy = await startTcpProxy(POSTGRES_PORT)
     await proxy.stop()
-    const store = await openStore(`postgres://postgres@127.0.0.1:${proxy.port}/test`, { keyPrefix: uniquePrefix() })
+    const store = await openStore(postgresUrl({ port: proxy.port }), { keyPrefix: uniquePrefix() })
     try {
       await expectUnavailable(() => store.namespace('tokens').get('k'))
       await proxy.start()

@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createClient } from '@keyv/redis'
 import pg from 'pg'
+import { POSTGRES_URL, REDIS_URL, postgresUrl } from './services.ts'
 
 type RedisClient = ReturnType<typeof createRedisClient>
 const createRedisClient = (url: string) => createClient({ url })
 
-export const REDIS_HOST_URL = 'redis://127.0.0.1:6379'
-export const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/test'
+export const REDIS_HOST_URL = REDIS_URL.replace(/\/\d*$/, '')
+export const POSTGRES_ADMIN_URL = POSTGRES_URL
 
 export interface IsolatedStore {
   readonly kind: 'memory' | 'sqlite' | 'redis' | 'postgres'
@@ -56,7 +57,7 @@ export async function claimRedisDatabase(): Promise<IsolatedStore> {
       },
     }
   }
-  throw new Error('no Redis database 1–15 is free to claim on 127.0.0.1:6379')
+  throw new Error(`no Redis database 1–15 is free to claim on ${REDIS_HOST_URL}`)
 }
 
 async function deleteAllButClaim(client: RedisClient): Promise<void> {
@@ -90,7 +91,7 @@ export async function createPostgresDatabase(): Promise<IsolatedStore> {
   }
   return {
     kind: 'postgres',
-    url: `postgres://postgres@127.0.0.1:5432/${name}`,
+    url: postgresUrl({ database: name }),
     async release() {
       const dropper = new pg.Client({ connectionString: POSTGRES_ADMIN_URL })
       await dropper.connect()
