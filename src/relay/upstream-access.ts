@@ -11,6 +11,7 @@ import { poolKey, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
 import { serviceAccount } from './service-account.ts'
 import type { NoToken, TokenSource } from './token-source.ts'
 import type { Caller } from './types.ts'
+import { cleanMcpMessage } from './user-action.ts'
 import { userSignIn } from './user-sign-in.ts'
 
 export type Access<T> = { kind: 'ok'; value: T; authorized: boolean } | NoToken
@@ -137,7 +138,8 @@ function upstreamFailure(server: ServerConfig, error: unknown): Extract<NoToken,
   }
   if (error instanceof UpstreamTooLargeError) return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId}: ${error.message}.` }
   // The connect-time SSRF check refused the connection: say so rather than "fetch failed".
-  const detail = findRefusal(error)?.message ?? (error instanceof Error ? error.message : String(error))
+  // The SDK prefixes a server's JSON-RPC error message with "MCP error <code>: " each time it is re-thrown.
+  const detail = findRefusal(error)?.message ?? (error instanceof Error ? cleanMcpMessage(error.message) : String(error))
   return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} failed: ${truncate(detail, 300)}` }
 }
 

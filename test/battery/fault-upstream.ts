@@ -15,6 +15,7 @@ export type FaultMode =
   | 'status-500-echo'
   | 'garbage-json'
   | 'garbage-html'
+  | 'json-rpc-error'
   | 'wrong-json-rpc'
   | 'truncated-sse'
   | 'ended-sse'
@@ -148,6 +149,10 @@ export async function startFaultUpstream(options: {
         return
       case 'garbage-html':
         res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>502 Bad Gateway</body></html>')
+        return
+      case 'json-rpc-error':
+        // An internal error whose message an SDK server has already prefixed once.
+        json(res, 200, { jsonrpc: '2.0', id: message?.id ?? null, error: { code: -32603, message: 'MCP error -32603: database down' } })
         return
       case 'wrong-json-rpc':
         json(res, 200, { jsonrpc: '2.0', id: 'not-the-request-id', result: { nonsense: true } })

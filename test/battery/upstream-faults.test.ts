@@ -120,6 +120,8 @@ describe('a signed-in user whose upstream misbehaves', () => {
     { mode: 'status-500', codes: ['UPSTREAM_ERROR'], message: /^flaky failed: / },
     { mode: 'garbage-json', codes: ['UPSTREAM_ERROR'] },
     { mode: 'garbage-html', codes: ['UPSTREAM_ERROR'] },
+    // The server's own words, once, without the SDK's "MCP error -32603: " prefixes.
+    { mode: 'json-rpc-error', codes: ['UPSTREAM_ERROR'], message: /^flaky failed: database down$/ },
     { mode: 'wrong-json-rpc', codes: ['UPSTREAM_ERROR', 'TIMEOUT'] },
     { mode: 'truncated-sse', codes: ['UPSTREAM_ERROR'], message: /event stream broke before it answered/ },
     { mode: 'ended-sse', codes: ['UPSTREAM_ERROR'], message: /event stream ended before it answered/ },
