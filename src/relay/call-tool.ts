@@ -1,6 +1,7 @@
 import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { RelayDeps } from './deps.ts'
 import { toolsOf } from './list-tools.ts'
+import { needAuthFields } from './pending-sign-in.ts'
 import { findServer, quote } from './select-servers.ts'
 import type { Caller, CallToolResult } from './types.ts'
 import { withUpstream } from './upstream-access.ts'
@@ -28,7 +29,7 @@ export async function callTool(
   })
   switch (access.kind) {
     case 'need-auth':
-      return { ok: false, error_code: 'NOT_AUTHORIZED', status: 'need_auth', server_id: server.serverId, login_url: access.loginUrl, message: access.message }
+      return { ok: false, error_code: 'NOT_AUTHORIZED', status: 'need_auth', server_id: server.serverId, ...needAuthFields(access), message: access.message }
     case 'error':
       return { ok: false, error_code: access.code, tool_ref: toolRef, message: access.message }
     case 'ok':

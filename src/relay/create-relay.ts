@@ -8,6 +8,7 @@ import { createDiscoveryCache } from '../oauth/discovery-cache.ts'
 import { createTicketStore } from '../oauth/tickets.ts'
 import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
 import { createFlowStore, type SignInFlow } from '../store/flows.ts'
+import { createPendingSignInStore, type PendingSignIn } from '../store/pending-sign-ins.ts'
 import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
 import { openStore, parseStoreUrl } from '../store/open-store.ts'
 import { createSealer, parseEncryptionKeys } from '../store/seal.ts'
@@ -40,9 +41,9 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'clients' | 'flows') =>
+  const sealed = <T>(name: 'tokens' | 'clients' | 'flows' | 'pending') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh, flows live 10 minutes.
+    // does not lose them (sealed-map.ts). Tokens move at their next refresh, flows and pending sign-ins live 10 minutes.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
@@ -63,6 +64,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     config,
     tokens,
     tickets: createTicketStore({ keyv: store.namespace('tickets') }),
+    pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),

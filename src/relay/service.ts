@@ -3,7 +3,7 @@ import { callTool } from './call-tool.ts'
 import type { RelayDeps } from './deps.ts'
 import { listTools } from './list-tools.ts'
 import { reset } from './reset.ts'
-import { completeSignIn, startSignIn } from './sign-in.ts'
+import { completeSignIn, describeSignIn, startSignIn } from './sign-in.ts'
 import type { RelayService } from './types.ts'
 
 /** The relay's operations over its parts; `main.ts` builds the parts, `app.ts` serves this. */
@@ -13,8 +13,9 @@ export function createRelayService(deps: RelayDeps, lifecycle: { ping(): Promise
     listTools: (caller, request) => listTools(deps, caller, request),
     callTool: (caller, request) => callTool(deps, caller, request),
     reset: (caller, request) => reset(deps, caller, request),
-    startSignIn: (ticketId) => startSignIn(deps, ticketId),
-    completeSignIn: (callbackUrl) => completeSignIn(deps, callbackUrl),
+    describeSignIn: (ticketId) => describeSignIn(deps, ticketId),
+    startSignIn: (ticketId, browser) => startSignIn(deps, ticketId, browser),
+    completeSignIn: (callbackUrl, browserHash) => completeSignIn(deps, callbackUrl, browserHash),
     clientMetadataDocument: () => clientMetadataDocument(deps),
     checkReady: () => lifecycle.ping(),
     async close() {

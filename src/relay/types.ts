@@ -16,6 +16,8 @@ export interface ServerStatusEntry {
   description: string
   status: ServerStatus
   login_url?: string
+  /** SIGN_IN_CONFIRMATION=code: signed in in the browser, waiting for the one-time code (no login_url then). */
+  pending_confirmation?: true
   message: string
 }
 
@@ -45,7 +47,8 @@ export interface ToolEntry {
 export interface AuthRequiredEntry {
   server_id: string
   status: 'need_auth'
-  login_url: string
+  login_url?: string
+  pending_confirmation?: true
   message: string
 }
 
@@ -59,7 +62,7 @@ export interface ListToolsResult {
 
 export type CallToolResult =
   | { ok: true; tool_ref: string; result: { content: unknown[]; structuredContent?: unknown; isError: boolean } }
-  | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url: string; message: string }
+  | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url?: string; pending_confirmation?: true; message: string }
   | { ok: false; error_code: 'UPSTREAM_ERROR' | 'TIMEOUT' | 'UNKNOWN_TOOL'; tool_ref: string; message: string }
 
 export interface ResetResult {
@@ -68,23 +71,47 @@ export interface ResetResult {
   message: string
 }
 
-export type StartSignInResult = { kind: 'redirect'; url: string } | { kind: 'invalid'; message: string }
+/** What the confirmation page names (DESIGN.md §6): which server, for which workspace and user. */
+export type DescribeSignInResult =
+  | { kind: 'confirm'; serverName: string; tenant: string; userId: string }
+  | { kind: 'invalid'; message: string }
+
+/** What the HTTP layer found of the browser that pressed Continue. */
+export type BrowserProof =
+  | { readonly csrfValid: false }
+  /** The form's CSRF token matched the browser's cookie; `browserHash` is that cookie's SHA-256 (base64url). */
+  | { readonly csrfValid: true; readonly browserHash: string }
+
+export type StartSignInResult =
+  | { kind: 'redirect'; url: string }
+  | { kind: 'invalid'; message: string }
+  /** The CSRF check failed: nothing was used up. */
+  | { kind: 'refused'; message: string }
 
 export type CompleteSignInResult =
-  | { kind: 'connected'; serverId: string; description: string }
+  /** `confirmationCode` with SIGN_IN_CONFIRMATION=code: the page shows it; the token waits for it. */
+  | { kind: 'connected'; serverId: string; description: string; confirmationCode?: string }
   | { kind: 'failed'; status: 400 | 502; message: string }
 
 export interface RelayService {
   /** `serverIds` undefined means every configured server; unknown ids throw RelayError UNKNOWN_SERVER. */
-  authStatus(caller: Caller, request: { serverIds: string[] | undefined; forceReauth: boolean }): Promise<AuthStatusResult>
+  authStatus(
+    caller: Caller,
+    request: { serverIds: string[] | undefined; forceReauth: boolean; confirmCode?: string | undefined },
+  ): Promise<AuthStatusResult>
   listTools(caller: Caller, request: { serverIds: string[] | undefined }): Promise<ListToolsResult>
   /** `toolRef` is `server_id::tool_name`, split at the first `::` (already checked by the route). */
   callTool(caller: Caller, request: { serverId: string; toolName: string; input: Record<string, unknown> }): Promise<CallToolResult>
   reset(caller: Caller, request: { serverId: string | undefined }): Promise<ResetResult>
-  /** GET /oauth/start/:ticket */
-  startSignIn(ticketId: string): Promise<StartSignInResult>
-  /** GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query. */
-  completeSignIn(callbackUrl: URL): Promise<CompleteSignInResult>
+  /** GET /oauth/start/:ticket: the confirmation page's facts; uses nothing up. */
+  describeSignIn(ticketId: string): Promise<DescribeSignInResult>
+  /** POST /oauth/start/:ticket: takes the ticket and starts the flow bound to this browser. */
+  startSignIn(ticketId: string, browser: BrowserProof): Promise<StartSignInResult>
+  /**
+   * GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query,
+   * `browserHash` the SHA-256 of the browser-binding cookie the request carried.
+   */
+  completeSignIn(callbackUrl: URL, browserHash: string | undefined): Promise<CompleteSignInResult>
   /** The Client ID Metadata Document served at /oauth/client-metadata.json. */
   clientMetadataDocument(): Record<string, unknown>
   /** Resolves when the store answers; throws RelayError STORE_UNAVAILABLE otherwise. */

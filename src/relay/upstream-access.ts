@@ -11,12 +11,14 @@ import { storeKey } from '../store/keys.ts'
 import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { ownerOf, poolKey, redirectUriFor, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
+import { pendingSignIn, type PendingAnswer } from './pending-sign-in.ts'
 import { createLoginLink, mergeScopes, resolveServerAuth } from './sign-in-link.ts'
 import type { Caller } from './types.ts'
 
 export type Access<T> =
   | { kind: 'ok'; value: T; authorized: boolean }
   | { kind: 'need-auth'; loginUrl: string; message: string }
+  | PendingAnswer
   | { kind: 'error'; code: 'UPSTREAM_ERROR' | 'TIMEOUT'; message: string }
 
 /**
@@ -189,6 +191,9 @@ async function needAuth(
   server: ServerConfig,
   request: { challenge?: UpstreamAuthError['challenge']; scope?: string },
 ): Promise<Exclude<Access<never>, { kind: 'ok' }>> {
+  // SIGN_IN_CONFIRMATION=code: a sign-in waiting for its code answers that, never a new link.
+  const pending = await pendingSignIn(deps, owner, server)
+  if (pending) return pending
   const link = await createLoginLink(deps, owner, server, request)
   if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
   return {

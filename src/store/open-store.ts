@@ -12,7 +12,7 @@ import { callStore, guardAdapter, STORE_TIMEOUT_MS, type StoreKind } from './sto
 
 export type { StoreKind } from './store-unavailable.ts'
 
-export const NAMESPACE_NAMES = ['tokens', 'clients', 'discovery', 'tickets', 'flows', 'tools', 'steps'] as const
+export const NAMESPACE_NAMES = ['tokens', 'clients', 'discovery', 'tickets', 'flows', 'pending', 'tools', 'steps'] as const
 export type NamespaceName = (typeof NAMESPACE_NAMES)[number]
 
 /** Namespaces read on every warm call whose readers never change what they read: their parses are remembered. */
