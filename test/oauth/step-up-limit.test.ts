@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { signInThroughBrowser } from '../peers/browser.ts'
+import { createCookieJar, pressContinue, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -31,10 +31,11 @@ const echo = (userId: string) => relay.post('/tools/call-tool', { user_id: userI
 
 /** Opens the login link as a browser does; returns the scope the authorization request asked for. */
 async function signIn(loginUrl: string, account: string): Promise<string[]> {
-  const start = await fetch(loginUrl, { redirect: 'manual' })
+  const jar = createCookieJar()
+  const start = await pressContinue(loginUrl, { jar })
   expect(start.status).toBe(302)
   const authorizationUrl = start.headers.get('location')!
-  const page = await signInThroughBrowser(authorizationUrl, account)
+  const page = await signInThroughBrowser(authorizationUrl, account, { jar })
   expect(page.status).toBe(200)
   return new URL(authorizationUrl).searchParams.get('scope')!.split(' ').sort()
 }
