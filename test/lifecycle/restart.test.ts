@@ -1,7 +1,7 @@
 // A relay process restarted on the same SQLite file (and the key file it generated beside it):
 // signed-in users stay signed in, and sign-ins begun before the restart finish after it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { followToCallback } from '../peers/browser.ts'
+import { createCookieJar, followToCallback, openInBrowser } from '../peers/browser.ts'
 import { createSqliteFile, type IsolatedStore } from '../support/isolated-stores.ts'
 import type { RelayProcess } from '../support/relay-process.ts'
 import { deploymentEnv, expectSignedInAs, loginUrlFor, signIn, startPeers, startReplica, type Peers } from './lifecycle-peers.ts'
@@ -30,17 +30,19 @@ describe('a restart on the same SQLite file', () => {
     // A link issued but not opened yet, and a sign-in that reached the authorization server
     // (its flow is stored) whose callback arrives after the restart.
     const unopened = await loginUrlFor(relay, 'late')
-    const pendingCallback = await followToCallback(await loginUrlFor(relay, 'midway'), 'midway')
+    const midwaysBrowser = createCookieJar()
+    const pendingCallback = await followToCallback(await loginUrlFor(relay, 'midway'), 'midway', { jar: midwaysBrowser })
 
     const port = relay.port
     await relay.stop()
     relay = await startReplica(env, { port })
 
     await expectSignedInAs(relay, 'keeper')
-    const callbackPage = await fetch(pendingCallback, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
+    const callbackPage = await openInBrowser(pendingCallback, midwaysBrowser, 10_000)
     expect(callbackPage.status, await callbackPage.text()).toBe(200)
     await expectSignedInAs(relay, 'midway')
-    const latePage = await fetch(await followToCallback(unopened, 'late'), { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
+    const latesBrowser = createCookieJar()
+    const latePage = await openInBrowser(await followToCallback(unopened, 'late', { jar: latesBrowser }), latesBrowser, 10_000)
     expect(latePage.status, await latePage.text()).toBe(200)
     await expectSignedInAs(relay, 'late')
   }, 60_000)
