@@ -36,7 +36,10 @@ export function createPendingSignInStore(deps: { map: SealedMap<PendingSignIn>; 
     },
     async get(owner) {
       const pending = await map.get(tokenKey(owner))
-      return pending && now() < pending.expiresAt ? pending : undefined
+      if (!pending || now() < pending.expiresAt) return pending
+      // Past its 10 minutes by the relay's clock: gone for good, whatever the store's TTL says.
+      await map.delete(tokenKey(owner))
+      return undefined
     },
     async recordWrongTry(owner, pending) {
       const ttlMs = pending.expiresAt - now()

@@ -37,6 +37,8 @@ export async function startRelay(options: {
   logStream?: pino.DestinationStream
   /** Per-IP limit on /oauth/start and /oauth/callback; default high enough never to matter. */
   rateLimit?: { max: number; timeWindowMs: number }
+  /** The store key prefix; default one of this relay's own. Two relays given the same one are replicas of one deployment. */
+  storeKeyPrefix?: string
 }): Promise<TestRelay> {
   const port = await freePort()
   const config = loadConfig({
@@ -55,7 +57,7 @@ export async function startRelay(options: {
   const { relay, deps } = await createRelay(config, {
     logger: logger ? logger.child({ component: 'relay' }) : silentLogger,
     metrics: createPrometheusMetrics(registry),
-    storeKeyPrefix: `t${randomBytes(6).toString('hex')}`,
+    storeKeyPrefix: options.storeKeyPrefix ?? `t${randomBytes(6).toString('hex')}`,
     ...(options.now ? { now: options.now } : {}),
   })
   const app = await buildApp({
