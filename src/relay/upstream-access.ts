@@ -231,6 +231,9 @@ async function stepUp(
       message: `${server.serverId} refused the request for lack of scope${required ? ` (${required})` : ''}, but the token already has every scope it asked for; signing in again would not help.`,
     }
   }
+  // SIGN_IN_CONFIRMATION=code: the step-up sign-in may be done already and waiting for its code.
+  const pending = await pendingSignIn(deps, owner, server)
+  if (pending) return pending
   const scope = mergeScopes(token.scope, required)!
   const key = storeKey(owner.tenant, owner.userId, owner.serverId)
   const previous = (await deps.stepUps.get(key)) as StepUpRecord | undefined
