@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { BROWSER_COOKIE, createBrowserBinding } from '../../src/http/browser-binding.ts'
-import { createCookieJar, followToCallback, signInThroughBrowser, type CookieJar } from '../peers/browser.ts'
+import { cookieValue, createCookieJar, followToCallback, signInThroughBrowser, type CookieJar } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { freePort } from '../support/free-port.ts'
 import { OTHER_TENANT_KEY, startRelay, TEST_API_KEY, type TestRelay } from '../support/relay.ts'
@@ -196,11 +196,7 @@ describe('with LOG_LEVEL=trace through sign-in, calls, refreshes, failures and r
     for (const ticket of tickets) add('login ticket', ticket)
     const binding = createBrowserBinding(relay.url)
     for (const { jar, ticket } of browsers) {
-      const cookie = jar
-        .header(new URL(`${relay.url}/oauth/callback`))
-        ?.split('; ')
-        .find((pair) => pair.startsWith(`${BROWSER_COOKIE}=`))
-        ?.slice(BROWSER_COOKIE.length + 1)
+      const cookie = cookieValue(jar, `${relay.url}/oauth/callback`, BROWSER_COOKIE)
       expect(cookie, 'every browser got its cookie').toMatch(/^[A-Za-z0-9_-]{43}$/)
       add('browser cookie', cookie)
       add('CSRF token', binding.csrfToken(cookie!, ticket))

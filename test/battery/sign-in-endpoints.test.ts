@@ -6,7 +6,7 @@ import { chromium, type Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { BROWSER_COOKIE } from '../../src/http/browser-binding.ts'
-import { createCookieJar, findConfirmationToken, followToCallback, pressContinue, type CookieJar } from '../peers/browser.ts'
+import { cookieValue, createCookieJar, findConfirmationToken, followToCallback, pressContinue, type CookieJar } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 import { answeredByStatus, createTally, sendChecked, signIn, whoami } from './harness.ts'
@@ -347,8 +347,8 @@ describe('error= and error_description= with HTML and script payloads, in headle
         pending.searchParams.set('error', where === 'error' ? payload : 'access_denied')
         if (where === 'error_description') pending.searchParams.set('error_description', payload)
         // Chromium is the browser that pressed Continue: it carries that browser's cookie.
-        const cookie = browsers.get(pending.searchParams.get('state')!)!.header(pending)!
-        await context.addCookies([{ name: BROWSER_COOKIE, value: cookie.split('=')[1]!, domain: relayHost, path: '/oauth' }])
+        const value = cookieValue(browsers.get(pending.searchParams.get('state')!)!, pending, BROWSER_COOKIE)!
+        await context.addCookies([{ name: BROWSER_COOKIE, value, domain: relayHost, path: '/oauth' }])
         requests.length = 0
         const response = await page.goto(pending.href, { timeout: 10_000 })
         tally.add(response!.status())

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { BROWSER_COOKIE } from '../../src/http/browser-binding.ts'
-import { createCookieJar, pressContinue } from '../peers/browser.ts'
+import { cookieValue, createCookieJar, pressContinue } from '../peers/browser.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 import { launchChromium, type Chromium } from './chromium.ts'
 
@@ -217,7 +217,7 @@ describe('sign-in in headless Chromium', () => {
       const start = await pressContinue(await loginUrlFor('mallory-target', { forceReauth: true }), { jar, timeoutMs: 10_000 })
       expect(start.status).toBe(302)
       const state = new URL(start.headers.get('location')!).searchParams.get('state')!
-      const value = jar.header(new URL(`${relay.url}/oauth/callback`))!.split('; ').find((pair) => pair.startsWith(`${BROWSER_COOKIE}=`))!.split('=')[1]!
+      const value = cookieValue(jar, `${relay.url}/oauth/callback`, BROWSER_COOKIE)!
       await browser.context.addCookies([{ name: BROWSER_COOKIE, value, domain: new URL(relay.url).hostname, path: '/oauth' }])
       const callback = new URL(`${relay.url}/oauth/callback`)
       callback.search = new URLSearchParams({ error: 'access_denied', error_description: payload, state }).toString()

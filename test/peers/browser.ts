@@ -175,6 +175,12 @@ export async function pressContinue(loginUrl: string, options: BrowserOptions = 
   return request(url, jar, timeoutMs, 'POST', new URLSearchParams({ csrf }))
 }
 
+/** The value of the cookie `name` that `jar` would send to `url`, if any. */
+export function cookieValue(jar: CookieJar, url: string | URL, name: string): string | undefined {
+  const pair = jar.header(new URL(url))?.split('; ').find((candidate) => candidate.startsWith(`${name}=`))
+  return pair?.slice(name.length + 1)
+}
+
 /** A GET as the browser whose cookies `jar` holds (a callback URL, a page), not following redirects. */
 export function openInBrowser(url: string, jar: CookieJar, timeoutMs = 5000): Promise<Response> {
   return request(new URL(url), jar, timeoutMs, 'GET', undefined)
