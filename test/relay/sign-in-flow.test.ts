@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { createCookieJar, followToCallback, openInBrowser, signInThroughBrowser } from '../peers/browser.ts'
+import { createCookieJar, findConfirmationToken, followToCallback, openInBrowser, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -155,6 +155,34 @@ describe('sign-in flow against oidc-provider and an SDK MCP server', () => {
     expect(replayed.status).toBe(400)
     expect(replayed.headers.get('location')).toBeNull()
     expect((await whoami('replayer')).result.structuredContent.sub).toBe('replayer')
+  })
+
+  it('Continue without the page\'s CSRF token or cookie is a 403 page and uses nothing up', async () => {
+    const status = await relay.post('/tools/auth-status', { user_id: 'csrf-target', server_id: 'docs' })
+    const loginUrl = status.body.servers[0].login_url
+    const jar = createCookieJar()
+    const page = await openInBrowser(loginUrl, jar)
+    expect(page.status).toBe(200)
+    const csrf = findConfirmationToken(await page.text())!
+    const post = (headers: Record<string, string>, body: string) =>
+      fetch(loginUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body, redirect: 'manual' })
+    const cookie = jar.header(new URL(loginUrl))!
+    // A forged form from another site: no cookie (SameSite=Lax keeps it off a cross-site POST), or
+    // the right cookie with a token it guessed, or none.
+    for (const [headers, body] of [
+      [{ origin: 'https://evil.example' }, `csrf=${csrf}`],
+      [{ cookie }, `csrf=${'A'.repeat(43)}`],
+      [{ cookie }, ''],
+    ] as const) {
+      const refused = await post(headers, body)
+      expect(refused.status).toBe(403)
+      expect(refused.headers.get('location')).toBeNull()
+      expect(await refused.text()).toContain('This sign-in was not confirmed')
+    }
+    // The link is still live: the real page's form goes on to the authorization server.
+    const accepted = await post({ cookie, origin: 'null' }, `csrf=${csrf}`)
+    expect(accepted.status).toBe(302)
+    expect(new URL(accepted.headers.get('location')!).origin).toBe(as.url)
   })
 
   it('shows an error page for error= and stores nothing', async () => {
