@@ -44,10 +44,17 @@ async function statusOf(
     note = confirmMessage(await confirmSignIn(deps, owner, server, request.confirmCode), server)
   }
   const entry = await currentStatus(deps, caller, server, owner, forceReauth)
-  return note === undefined ? entry : { ...entry, message: note }
+  // An error (discovery failing, say) keeps its own message: it says what is wrong now.
+  return note === undefined || entry.status === 'error' ? entry : { ...entry, message: note }
 }
 
-async function currentStatus(deps: RelayDeps, caller: Caller, server: ServerConfig, owner: TokenOwner, forceReauth: boolean): Promise<ServerStatusEntry> {
+async function currentStatus(
+  deps: RelayDeps,
+  caller: Caller,
+  server: ServerConfig,
+  owner: TokenOwner,
+  forceReauth: boolean,
+): Promise<ServerStatusEntry> {
   const base = { server_id: server.serverId, description: server.description }
   const pending = forceReauth ? undefined : await pendingSignIn(deps, owner, server)
   if (pending) return { ...base, status: 'need_auth', pending_confirmation: true, message: pending.message }

@@ -61,7 +61,10 @@ export async function confirmSignIn(deps: RelayDeps, owner: TokenOwner, server: 
       const wrongTries = pending.wrongTries + 1
       if (wrongTries >= MAX_WRONG_CODES) {
         await deps.pendingSignIns.remove(owner)
-        deps.logger.warn({ event: 'sign_in.refused', reason: 'code', ...auditOf(owner), wrongTries, discarded: true }, 'sign-in refused: too many wrong confirmation codes, discarded')
+        deps.logger.warn(
+          { event: 'sign_in.refused', reason: 'code', ...auditOf(owner), wrongTries, discarded: true },
+          'sign-in refused: too many wrong confirmation codes, discarded',
+        )
         return { kind: 'discarded' }
       }
       await deps.pendingSignIns.recordWrongTry(owner, pending)
@@ -81,7 +84,9 @@ export async function discardPendingSignIn(deps: RelayDeps, owner: TokenOwner): 
 }
 
 /** What each answer shape carries for a need-auth outcome: the login link, or the pending flag. */
-export function needAuthFields(access: { loginUrl: string } | { pendingConfirmation: true }): { login_url: string } | { pending_confirmation: true } {
+export function needAuthFields(
+  access: { loginUrl: string } | { pendingConfirmation: true },
+): { login_url: string } | { pending_confirmation: true } {
   return 'pendingConfirmation' in access ? { pending_confirmation: true } : { login_url: access.loginUrl }
 }
 

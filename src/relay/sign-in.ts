@@ -32,8 +32,14 @@ export async function describeSignIn(deps: RelayDeps, ticketId: string): Promise
 export async function startSignIn(deps: RelayDeps, ticketId: string, browser: BrowserProof): Promise<StartSignInResult> {
   if (!browser.csrfValid) {
     const ticket = await deps.tickets.peek(ticketId)
-    deps.logger.warn({ event: 'sign_in.refused', reason: 'csrf', ...(ticket ? auditOf(ticket) : {}) }, 'sign-in refused: confirmation form without a valid CSRF token')
-    return { kind: 'refused', message: 'This confirmation was not sent from the sign-in page in this browser. Open the sign-in link again and press Continue there.' }
+    deps.logger.warn(
+      { event: 'sign_in.refused', reason: 'csrf', ...(ticket ? auditOf(ticket) : {}) },
+      'sign-in refused: confirmation form without a valid CSRF token',
+    )
+    return {
+      kind: 'refused',
+      message: 'This confirmation was not sent from the sign-in page in this browser. Open the sign-in link again and press Continue there.',
+    }
   }
   const ticket = await deps.tickets.take(ticketId)
   const server = ticket && deps.config.servers.get(ticket.serverId)
@@ -86,7 +92,10 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL, browserH
     // DESIGN.md §6: the token waits until the same person gives the assistant this code.
     const code = newConfirmationCode()
     await deps.pendingSignIns.hold(result.owner, result.token, hashConfirmationCode(result.owner, code))
-    deps.logger.info({ event: 'sign_in.completed', ...auditOf(result.owner), pendingConfirmation: true }, 'sign-in completed, waiting for its confirmation code')
+    deps.logger.info(
+      { event: 'sign_in.completed', ...auditOf(result.owner), pendingConfirmation: true },
+      'sign-in completed, waiting for its confirmation code',
+    )
     return { kind: 'connected', serverId: server.serverId, description: server.description, confirmationCode: code }
   }
   await storeSignedInToken(deps, server, result.owner, result.token)

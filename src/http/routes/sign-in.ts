@@ -33,9 +33,11 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
   })
   const limited = { rateLimit: { max: options.rateLimit.max, timeWindow: options.rateLimit.timeWindowMs } }
   // The confirmation page's form; in this plugin only, so the tool routes still take JSON alone.
-  fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES }, (_request, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)))
-  })
+  fastify.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
+    (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+  )
 
   // GET (and HEAD) change nothing: a link preview, a mail scanner or a second click sees the page
   // and leaves the ticket live. Only the browser cookie is set, if the browser has none yet.
