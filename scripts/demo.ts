@@ -51,7 +51,7 @@ MCP Auth Relay demo is running.
   authorization server  ${authorizationServer.issuer}
   MCP server            ${upstream.url}
 
-1. Open this login link in a browser and sign in with any name:
+1. Open this login link in a browser, press Continue, and sign in with any name:
    ${status.servers[0]?.login_url}
 
 2. Then list and call the tools as "${userId}":

@@ -2,6 +2,7 @@
 export type RelayErrorCode =
   | 'INVALID_INPUT'
   | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
   | 'UNKNOWN_SERVER'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'

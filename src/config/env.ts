@@ -41,6 +41,8 @@ export const envSchema = z.object({
     'must be an https URL',
   ),
   OAUTH_TRUSTED_HOSTS: z.string().default(''),
+  // DESIGN.md §6: `code` also holds a completed sign-in until the user gives the assistant its one-time code.
+  SIGN_IN_CONFIRMATION: z.enum(['page', 'code'], { error: 'must be page or code' }).default('page'),
   RELAY_USER_SECRET: optionalText.refine((value) => value === undefined || value.length >= 32, 'must be at least 32 characters'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })

@@ -34,6 +34,8 @@ export interface RelayConfig {
   readonly clientMetadataUrl: string | undefined
   readonly trustedHosts: readonly TrustedHost[]
   readonly userSecret: string | undefined
+  /** `page`: a login link opens a confirmation page; `code`: a sign-in also waits for its one-time code (DESIGN.md §6). */
+  readonly signInConfirmation: 'page' | 'code'
   readonly logLevel: string
 }
 
@@ -96,6 +98,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
       (publicBaseUrl.startsWith('https://') ? `${publicBaseUrl}/oauth/client-metadata.json` : undefined),
     trustedHosts: Object.freeze(trusted.hosts),
     userSecret: env.RELAY_USER_SECRET,
+    signInConfirmation: env.SIGN_IN_CONFIRMATION,
     logLevel: env.LOG_LEVEL,
   })
 }

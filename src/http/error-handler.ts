@@ -9,6 +9,7 @@ import { errorPage, isBrowserPath } from './pages/sign-in-pages.ts'
 export const STATUS: Record<RelayErrorCode, number> = {
   INVALID_INPUT: 400,
   UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   UNKNOWN_SERVER: 400,
   NOT_FOUND: 404,
   PAYLOAD_TOO_LARGE: 413,

@@ -4,7 +4,21 @@ import type { FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
 
 /** Field names whose values are secrets wherever they appear in a log line (DESIGN.md §6). */
-const SECRET_FIELDS = ['access_token', 'refresh_token', 'id_token', 'code', 'state', 'client_secret', 'code_verifier', 'authorization', 'cookie']
+const SECRET_FIELDS = [
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'code',
+  'state',
+  'client_secret',
+  'code_verifier',
+  'authorization',
+  'cookie',
+  // DESIGN.md §6 sign-in binding: the confirmation form's token and the one-time confirmation code.
+  'csrf',
+  'confirm_code',
+  'confirmationCode',
+]
 
 /** pino `redact` paths: the headers by name, and each secret field at the top level and two levels down. */
 export const REDACT_PATHS: readonly string[] = [

@@ -13,6 +13,9 @@ type OperationId = (typeof TOOL_OPERATIONS)[number]['operationId']
 
 const loginUrl = z.string().meta({ description: 'Show it to the user as a link to sign in; then wait for them.' })
 const serverError = z.object({ server_id: z.string(), error: z.string() })
+const pendingConfirmation = z
+  .literal(true)
+  .meta({ description: 'Signed in in the browser, waiting for the confirmation code the user saw there: ask the user for it (no login_url then).' })
 
 const RESPONSES: Record<OperationId, z.ZodType> = {
   mcp_auth_status: z.object({
@@ -25,6 +28,7 @@ const RESPONSES: Record<OperationId, z.ZodType> = {
         description: z.string(),
         status: z.enum(['authorized', 'need_auth', 'no_auth_required', 'error']),
         login_url: loginUrl.optional(),
+        pending_confirmation: pendingConfirmation.optional(),
         message: z.string(),
       }),
     ),
@@ -48,7 +52,15 @@ const RESPONSES: Record<OperationId, z.ZodType> = {
         server_description: z.string(),
       }),
     ),
-    auth_required: z.array(z.object({ server_id: z.string(), status: z.literal('need_auth'), login_url: loginUrl, message: z.string() })),
+    auth_required: z.array(
+      z.object({
+        server_id: z.string(),
+        status: z.literal('need_auth'),
+        login_url: loginUrl.optional(),
+        pending_confirmation: pendingConfirmation.optional(),
+        message: z.string(),
+      }),
+    ),
     errors: z.array(serverError),
     servers: z.array(z.object({ server_id: z.string(), source: z.enum(['cache', 'upstream']), tool_count: z.number().int() })),
     usage: z.string(),
@@ -64,6 +76,7 @@ const RESPONSES: Record<OperationId, z.ZodType> = {
     server_id: z.string().optional(),
     login_url: loginUrl.optional(),
     action_url: z.string().optional().meta({ description: 'Show it to the user as a link to a page they must finish first; then wait for them.' }),
+    pending_confirmation: pendingConfirmation.optional(),
     message: z.string().optional(),
   }),
 }
@@ -76,6 +89,7 @@ export const OPERATION_TEXT: Record<OperationId, { summary: string; description:
       'Check whether the current user is signed in to the connected MCP servers. Call it before using MCP tools, and again after the user says they have signed in. ' +
       'Returns all_authorized and, per server, a status: authorized, no_auth_required, need_auth (with a login_url) or error (with a message). ' +
       'For each login_url: show it to the user as a clickable link, ask them to sign in in their browser, and wait for them to say they are done; never open it yourself or change it. ' +
+      'A need_auth server with pending_confirmation: true has no login_url: ask the user for the confirmation code their sign-in page showed, then call this again with confirm_code (never invent one). ' +
       'Set force_reauth to true only when the user asks to sign in again or to switch accounts.',
   },
   mcp_tool_list: {
@@ -83,14 +97,14 @@ export const OPERATION_TEXT: Record<OperationId, { summary: string; description:
     description:
       'List the tools available to the current user on the connected MCP servers. Call it before mcp_tool_call to learn each tool\'s tool_ref and inputSchema. ' +
       'Returns tools[] (tool_ref, name, title, description, inputSchema, outputSchema, annotations such as readOnlyHint and destructiveHint, server_id), auth_required[] (servers that need sign-in, each with a login_url) and errors[]. ' +
-      'For each login_url: show it to the user as a clickable link, wait for them to sign in, then call this again.',
+      'For each login_url: show it to the user as a clickable link, wait for them to sign in, then call this again. An entry with pending_confirmation: true needs the confirmation code: see mcp_auth_status.',
   },
   mcp_tool_call: {
     summary: 'Call one MCP tool for the user',
     description:
       'Call one MCP tool for the current user. tool_ref is the exact tool_ref from mcp_tool_list; input is a JSON object string that matches that tool\'s inputSchema. ' +
       'Returns ok: true with the tool\'s result (content, structuredContent, isError), or ok: false with an error_code. ' +
-      'NOT_AUTHORIZED comes with a login_url: show it to the user as a clickable link, wait for them to sign in, then call again with the same arguments. ' +
+      'NOT_AUTHORIZED comes with a login_url: show it to the user as a clickable link, wait for them to sign in, then call again with the same arguments (with pending_confirmation: true instead, get the confirmation code through mcp_auth_status). ' +
       'USER_ACTION_REQUIRED comes with an action_url: show it to the user as a clickable link, wait for them to finish on that page, then call again with the same arguments. ' +
       'Large images and files come as a url with omitted: true; show an image as a Markdown image and a file as a link. ' +
       'UNKNOWN_TOOL: call mcp_tool_list again and use a tool_ref from it. UPSTREAM_ERROR or TIMEOUT: tell the user what failed; retry at most once.',

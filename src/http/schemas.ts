@@ -84,6 +84,11 @@ const forceReauth = z.preprocess((value) => {
   return blank
 }, z.boolean({ error: 'must be true or false' }).default(false))
 
+const confirmCode = z.preprocess(
+  blankToUndefined,
+  z.string({ error: 'must be a string' }).trim().max(64, 'must be at most 64 characters').optional(),
+)
+
 const toolRef = z
   .string({ error: requiredOr('must be a string') })
   .trim()
@@ -162,6 +167,14 @@ const FIELDS = {
     }),
     form: 'llm',
   },
+  confirm_code: {
+    accepted: confirmCode,
+    declared: z.string().optional().meta({
+      description:
+        'Optional. The confirmation code the user read on their sign-in page (like XXXXX-XXXXX), when a server is need_auth with pending_confirmation: true. Only the user can give it; never make one up.',
+    }),
+    form: 'llm',
+  },
   tool_ref: {
     accepted: toolRef,
     declared: z.string().meta({
@@ -194,7 +207,7 @@ function mergeServerIds(one: string | undefined, many: string[] | undefined): st
   return [...new Set([one, ...(many ?? [])])]
 }
 
-const AUTH_STATUS_FIELDS = ['user_id', 'server_id', 'server_ids', 'force_reauth'] as const
+const AUTH_STATUS_FIELDS = ['user_id', 'server_id', 'server_ids', 'force_reauth', 'confirm_code'] as const
 const LIST_TOOLS_FIELDS = ['user_id', 'server_id', 'server_ids'] as const
 const CALL_TOOL_FIELDS = ['user_id', 'tool_ref', 'input'] as const
 const RESET_FIELDS = ['user_id', 'server_id'] as const
@@ -203,6 +216,7 @@ export const authStatusRequest = acceptedBody(AUTH_STATUS_FIELDS).transform((bod
   userId: body.user_id,
   serverIds: mergeServerIds(body.server_id, body.server_ids),
   forceReauth: body.force_reauth,
+  confirmCode: body.confirm_code,
 }))
 
 export const listToolsRequest = acceptedBody(LIST_TOOLS_FIELDS).transform((body) => ({

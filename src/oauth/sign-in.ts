@@ -18,12 +18,21 @@ export interface SignInDeps {
 }
 
 /**
- * The browser opened a login link: create `state` and the PKCE verifier, store the flow for
- * 10 minutes, and return the authorization URL (DESIGN.md §5, step 2).
+ * The browser pressed Continue on the confirmation page: create `state` and the PKCE verifier,
+ * store the flow for 10 minutes bound to that browser (`browserHash`), and return the
+ * authorization URL (DESIGN.md §5, step 2).
  */
 export async function beginSignIn(
   deps: SignInDeps,
-  request: { owner: TokenOwner; server: ServerConfig; auth: ServerAuth; client: ClientRegistration; redirectUri: string; scope: string | undefined },
+  request: {
+    owner: TokenOwner
+    server: ServerConfig
+    auth: ServerAuth
+    client: ClientRegistration
+    redirectUri: string
+    scope: string | undefined
+    browserHash: string
+  },
 ): Promise<URL> {
   const config = createClientConfiguration(deps, request.auth, request.client)
   const codeVerifier = oidc.randomPKCECodeVerifier()
@@ -36,6 +45,7 @@ export async function beginSignIn(
     scope: request.scope,
     issuer: request.auth.metadata.issuer,
     clientId: request.client.clientId,
+    browserHash: request.browserHash,
   })
   const parameters: Record<string, string> = {
     redirect_uri: request.redirectUri,
@@ -62,24 +72,40 @@ export type FinishSignInResult =
       /** The authorization response's `error`, as the browser brought it (anyone can forge one). */
       callbackError?: string
       owner?: TokenOwner
+      /** `cookie`: a live flow, but not this browser's; it was left for the browser that started it. */
+      refused?: 'cookie'
     }
 
 /**
- * The authorization server sent the browser back: take the flow by `state` (once), exchange the
- * code with the verifier and `resource`. openid-client checks `state` and the RFC 9207 `iss`.
- * `findServer` gives the current config and discovery for the flow's server.
+ * The authorization server sent the browser back: take the flow by `state` and the browser's
+ * binding cookie (once), exchange the code with the verifier and `resource`. openid-client
+ * checks `state` and the RFC 9207 `iss`. `findServer` gives the current config and discovery
+ * for the flow's server.
  */
 export async function finishSignIn(
   deps: SignInDeps,
   callbackQuery: URLSearchParams,
+  browserHash: string | undefined,
   findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration } | undefined>,
 ): Promise<FinishSignInResult> {
   const state = callbackQuery.get('state')
   if (!state) return { kind: 'failed', status: 400, message: 'This page needs the sign-in response from the authorization server (state is missing).' }
-  const flow = await deps.flows.take(state)
-  if (!flow) {
+  const taken = await deps.flows.take(state, browserHash)
+  if (taken.kind === 'other-browser') {
+    // RFC 9700 §4.7 (login CSRF): a callback URL carried to another browser signs nobody in,
+    // and the flow stays for the browser that pressed Continue.
+    return {
+      kind: 'failed',
+      status: 400,
+      owner: taken.owner,
+      refused: 'cookie',
+      message: 'This sign-in was started in another browser. Finish it in the browser where you pressed Continue, or ask the assistant for a new link.',
+    }
+  }
+  if (taken.kind === 'none') {
     return { kind: 'failed', status: 400, message: 'This sign-in link has expired or was already used. Ask the assistant for a new link.' }
   }
+  const { flow } = taken
   const owner: TokenOwner = { tenant: flow.tenant, userId: flow.userId, serverId: flow.serverId }
   const refused = callbackQuery.get('error')
   if (refused) {

@@ -14,6 +14,8 @@ const TICKET_TTL_MS = 24 * 60 * 60 * 1000
 export interface TicketStore {
   /** The live ticket for this owner and scope, or a new one: an agent that asks twice gets the same link. */
   issue(ticket: LoginTicket): Promise<string>
+  /** The ticket, leaving it live: the confirmation page (GET) uses nothing up (DESIGN.md §6). */
+  peek(id: string): Promise<LoginTicket | undefined>
   /** The ticket, once: it dies on use. */
   take(id: string): Promise<LoginTicket | undefined>
 }
@@ -34,8 +36,12 @@ export function createTicketStore(deps: { keyv: Keyv }): TicketStore {
       await keyv.set(indexKey, id, TICKET_TTL_MS)
       return id
     },
+    async peek(id) {
+      if (!isTicketId(id)) return undefined
+      return (await keyv.get(ticketKey(id))) as LoginTicket | undefined
+    },
     async take(id) {
-      if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined
+      if (!isTicketId(id)) return undefined
       const key = ticketKey(id)
       const ticket = (await keyv.get(key)) as LoginTicket | undefined
       // Only the caller whose delete removed it may use it (two tabs, two replicas).
@@ -43,6 +49,10 @@ export function createTicketStore(deps: { keyv: Keyv }): TicketStore {
       return ticket
     },
   }
+}
+
+function isTicketId(id: string): boolean {
+  return /^[A-Za-z0-9_-]{43}$/.test(id)
 }
 
 function ticketKey(id: string): string {

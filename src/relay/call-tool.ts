@@ -5,11 +5,12 @@ import { callToolAsTask } from '../mcp/task-call.ts'
 import { listAllTools } from '../mcp/tool-cache.ts'
 import type { TokenOwner } from '../store/tokens.ts'
 import { keepBinaryAside } from './binary-content.ts'
-import { ownerOf, toolCacheKey, type RelayDeps } from './deps.ts'
+import { toolCacheKey, type RelayDeps } from './deps.ts'
 import { toolsOf } from './list-tools.ts'
+import { needAuthFields } from './pending-sign-in.ts'
 import { findServer, quote } from './select-servers.ts'
 import type { Caller, CallToolResult } from './types.ts'
-import { withUpstream } from './upstream-access.ts'
+import { tokenSourceFor, withUpstream } from './upstream-access.ts'
 import { cleanMcpMessage, userActionOf, type UserAction } from './user-action.ts'
 
 type Request = { serverId: string; toolName: string; input: Record<string, unknown> }
@@ -25,11 +26,12 @@ type Attempt =
 export async function callTool(deps: RelayDeps, caller: Caller, request: Request): Promise<CallToolResult> {
   const server = findServer(deps, request.serverId, 'tool_ref')
   const toolRef = `${server.serverId}::${request.toolName}`
-  const owner = ownerOf(caller, server)
+  // The token's owner: the user, or the server's service account (its tool list is everyone's).
+  const owner = tokenSourceFor(server).ownerOf(caller, server)
   const access = await withUpstream(deps, caller, server, (client, timeoutMs) => attempt(deps, owner, server, client, request, timeoutMs))
   switch (access.kind) {
     case 'need-auth':
-      return { ok: false, error_code: 'NOT_AUTHORIZED', status: 'need_auth', server_id: server.serverId, login_url: access.loginUrl, message: access.message }
+      return { ok: false, error_code: 'NOT_AUTHORIZED', status: 'need_auth', server_id: server.serverId, ...needAuthFields(access), message: access.message }
     case 'error':
       return { ok: false, error_code: access.code, tool_ref: toolRef, message: access.message }
     case 'ok':

@@ -10,6 +10,7 @@ import { createTicketStore } from '../oauth/tickets.ts'
 import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
 import { createFileStore, type StoredFile } from '../store/files.ts'
 import { createFlowStore, type SignInFlow } from '../store/flows.ts'
+import { createPendingSignInStore, type PendingSignIn } from '../store/pending-sign-ins.ts'
 import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
 import { openStore, parseStoreUrl } from '../store/open-store.ts'
 import { createSealer, parseEncryptionKeys } from '../store/seal.ts'
@@ -45,9 +46,9 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'files') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh, flows and files live 10 minutes.
+    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins and files live 10 minutes.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
@@ -82,6 +83,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     config,
     tokens,
     tickets: createTicketStore({ keyv: store.namespace('tickets') }),
+    pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),

@@ -10,6 +10,7 @@ import type { RefreshDeps } from '../oauth/refresh.ts'
 import type { SignInDeps } from '../oauth/sign-in.ts'
 import type { TicketStore } from '../oauth/tickets.ts'
 import type { FileStore } from '../store/files.ts'
+import type { PendingSignInStore } from '../store/pending-sign-ins.ts'
 import type { TokenOwner, TokenStore } from '../store/tokens.ts'
 import { tokenKey } from '../store/tokens.ts'
 import type { RelayMetrics } from './metrics.ts'
@@ -27,6 +28,8 @@ export interface RelayDeps {
   readonly config: RelayConfig
   readonly tokens: TokenStore
   readonly tickets: TicketStore
+  /** Sign-ins waiting for their confirmation code (SIGN_IN_CONFIRMATION=code). */
+  readonly pendingSignIns: PendingSignInStore
   readonly discovery: DiscoveryCache
   readonly stepUps: Keyv
   readonly toolCache: ToolListCache

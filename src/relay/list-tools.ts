@@ -2,6 +2,7 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerConfig } from '../config/load-config.ts'
 import { listAllTools } from '../mcp/tool-cache.ts'
 import { toolCacheKey, type RelayDeps } from './deps.ts'
+import { needAuthFields } from './pending-sign-in.ts'
 import { selectServers } from './select-servers.ts'
 import type { Caller, ListToolsResult } from './types.ts'
 import type { NoToken } from './token-source.ts'
@@ -47,7 +48,7 @@ export async function listTools(deps: RelayDeps, caller: Caller, request: { serv
         result.servers.push({ server_id: server.serverId, source: answer.source, tool_count: answer.tools.length })
         break
       case 'need-auth':
-        result.auth_required.push({ server_id: server.serverId, status: 'need_auth', login_url: answer.loginUrl, message: answer.message })
+        result.auth_required.push({ server_id: server.serverId, status: 'need_auth', ...needAuthFields(answer), message: answer.message })
         break
       case 'error':
         result.errors.push({ server_id: server.serverId, error: answer.message })

@@ -9,7 +9,7 @@ export interface RelayMetrics {
   timeUpstream<T>(serverId: string, run: () => Promise<T>): Promise<T>
   /** One refresh attempt's outcome, as refreshUpstreamToken reports it (DESIGN.md §5). */
   recordRefresh(serverId: string, outcome: RefreshMetricOutcome): void
-  /** A browser came back to /oauth/callback; `completed` when a token was stored. */
+  /** A browser came back to /oauth/callback; `completed` when the code exchange gave a token (stored, or held for its confirmation code). */
   recordSignIn(serverId: string, outcome: 'completed' | 'failed'): void
   /** A tools/list cache lookup for a caller allowed to use the cache. */
   recordToolCache(serverId: string, result: 'hit' | 'miss'): void

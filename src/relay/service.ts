@@ -4,7 +4,7 @@ import { callTool } from './call-tool.ts'
 import type { RelayDeps } from './deps.ts'
 import { listTools } from './list-tools.ts'
 import { reset } from './reset.ts'
-import { completeSignIn, startSignIn } from './sign-in.ts'
+import { completeSignIn, describeSignIn, startSignIn } from './sign-in.ts'
 import type { RelayService } from './types.ts'
 
 /** The relay's operations over its parts; `main.ts` builds the parts, `app.ts` serves this. */
@@ -16,8 +16,9 @@ export function createRelayService(deps: RelayDeps, lifecycle: { ping(): Promise
     reset: (caller, request) => reset(deps, caller, request),
     listConnections: (admin, request) => listConnections(deps, admin, request),
     adminReset: (admin, request) => adminReset(deps, admin, request),
-    startSignIn: (ticketId) => startSignIn(deps, ticketId),
-    completeSignIn: (callbackUrl) => completeSignIn(deps, callbackUrl),
+    describeSignIn: (ticketId) => describeSignIn(deps, ticketId),
+    startSignIn: (ticketId, browser) => startSignIn(deps, ticketId, browser),
+    completeSignIn: (callbackUrl, browserHash) => completeSignIn(deps, callbackUrl, browserHash),
     readFile: (id) => deps.files.read(id),
     clientMetadataDocument: () => clientMetadataDocument(deps),
     checkReady: () => lifecycle.ping(),

@@ -2,11 +2,16 @@ import type { ServerConfig } from '../config/load-config.ts'
 import type { Challenge } from '../oauth/discovery.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import type { RelayDeps } from './deps.ts'
+import type { PendingAnswer } from './pending-sign-in.ts'
 import type { Caller } from './types.ts'
 
-/** Why there is no token to send: the user must sign in (with a link), or an error to report. */
+/**
+ * Why there is no token to send: the user must sign in (with a link), or confirm a sign-in with
+ * its code (SIGN_IN_CONFIRMATION=code, no new link meanwhile), or an error to report.
+ */
 export type NoToken =
   | { kind: 'need-auth'; loginUrl: string; message: string }
+  | PendingAnswer
   | { kind: 'error'; code: 'UPSTREAM_ERROR' | 'TIMEOUT'; message: string }
 
 /** A token to send (`renewed`: obtained or refreshed during this call), or why there is none. */

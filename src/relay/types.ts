@@ -22,6 +22,8 @@ export interface ServerStatusEntry {
   /** How an `authorized` server is reached: the user's own sign-in, or the server's service account. */
   auth?: 'user' | 'service_account'
   login_url?: string
+  /** SIGN_IN_CONFIRMATION=code: signed in in the browser, waiting for the one-time code (no login_url then). */
+  pending_confirmation?: true
   message: string
 }
 
@@ -55,7 +57,8 @@ export interface ToolEntry {
 export interface AuthRequiredEntry {
   server_id: string
   status: 'need_auth'
-  login_url: string
+  login_url?: string
+  pending_confirmation?: true
   message: string
 }
 
@@ -69,7 +72,7 @@ export interface ListToolsResult {
 
 export type CallToolResult =
   | { ok: true; tool_ref: string; result: { content: unknown[]; structuredContent?: unknown; isError: boolean } }
-  | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url: string; message: string }
+  | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url?: string; pending_confirmation?: true; message: string }
   | { ok: false; error_code: 'UPSTREAM_ERROR' | 'TIMEOUT' | 'UNKNOWN_TOOL'; tool_ref: string; message: string }
   | { ok: false; error_code: 'USER_ACTION_REQUIRED'; status: 'need_user_action'; server_id: string; tool_ref: string; action_url: string; message: string }
 
@@ -108,15 +111,34 @@ export interface ConnectionsResult {
   next_cursor: string | null
 }
 
-export type StartSignInResult = { kind: 'redirect'; url: string } | { kind: 'invalid'; message: string }
+/** What the confirmation page names (DESIGN.md §6): which server, for which workspace and user. */
+export type DescribeSignInResult =
+  | { kind: 'confirm'; serverName: string; tenant: string; userId: string }
+  | { kind: 'invalid'; message: string }
+
+/** What the HTTP layer found of the browser that pressed Continue. */
+export type BrowserProof =
+  | { readonly csrfValid: false }
+  /** The form's CSRF token matched the browser's cookie; `browserHash` is that cookie's SHA-256 (base64url). */
+  | { readonly csrfValid: true; readonly browserHash: string }
+
+export type StartSignInResult =
+  | { kind: 'redirect'; url: string }
+  | { kind: 'invalid'; message: string }
+  /** The CSRF check failed: nothing was used up. */
+  | { kind: 'refused'; message: string }
 
 export type CompleteSignInResult =
-  | { kind: 'connected'; serverId: string; description: string }
+  /** `confirmationCode` with SIGN_IN_CONFIRMATION=code: the page shows it; the token waits for it. */
+  | { kind: 'connected'; serverId: string; description: string; confirmationCode?: string }
   | { kind: 'failed'; status: 400 | 502; message: string }
 
 export interface RelayService {
   /** `serverIds` undefined means every configured server; unknown ids throw RelayError UNKNOWN_SERVER. */
-  authStatus(caller: Caller, request: { serverIds: string[] | undefined; forceReauth: boolean }): Promise<AuthStatusResult>
+  authStatus(
+    caller: Caller,
+    request: { serverIds: string[] | undefined; forceReauth: boolean; confirmCode?: string | undefined },
+  ): Promise<AuthStatusResult>
   listTools(caller: Caller, request: { serverIds: string[] | undefined }): Promise<ListToolsResult>
   /** `toolRef` is `server_id::tool_name`, split at the first `::` (already checked by the route). */
   callTool(caller: Caller, request: { serverId: string; toolName: string; input: Record<string, unknown> }): Promise<CallToolResult>
@@ -125,10 +147,15 @@ export interface RelayService {
   listConnections(admin: AdminCaller, request: ConnectionsRequest): Promise<ConnectionsResult>
   /** POST /admin/reset: reset() for any tenant's user. */
   adminReset(admin: AdminCaller, request: { tenant: string; userId: string; serverId: string | undefined }): Promise<ResetResult>
-  /** GET /oauth/start/:ticket */
-  startSignIn(ticketId: string): Promise<StartSignInResult>
-  /** GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query. */
-  completeSignIn(callbackUrl: URL): Promise<CompleteSignInResult>
+  /** GET /oauth/start/:ticket: the confirmation page's facts; uses nothing up. */
+  describeSignIn(ticketId: string): Promise<DescribeSignInResult>
+  /** POST /oauth/start/:ticket: takes the ticket and starts the flow bound to this browser. */
+  startSignIn(ticketId: string, browser: BrowserProof): Promise<StartSignInResult>
+  /**
+   * GET /oauth/callback; `callbackUrl` is $PUBLIC_BASE_URL + the request's path and query,
+   * `browserHash` the SHA-256 of the browser-binding cookie the request carried.
+   */
+  completeSignIn(callbackUrl: URL, browserHash: string | undefined): Promise<CompleteSignInResult>
   /** GET /files/:id: binary tool content kept aside, or undefined for an unknown or expired id. */
   readFile(id: string): Promise<KeptFile | undefined>
   /** The Client ID Metadata Document served at /oauth/client-metadata.json. */

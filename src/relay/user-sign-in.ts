@@ -6,6 +6,7 @@ import { storeKey } from '../store/keys.ts'
 import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { ownerOf, poolKey, redirectUriFor, type RelayDeps } from './deps.ts'
+import { pendingSignIn } from './pending-sign-in.ts'
 import { createLoginLink, mergeScopes, resolveServerAuth } from './sign-in-link.ts'
 import { isNearExpiry, type NoToken, type TokenFor, type TokenSource } from './token-source.ts'
 
@@ -69,6 +70,9 @@ export const userSignIn: TokenSource = {
         message: `${server.serverId} refused the request for lack of scope${required ? ` (${required})` : ''}, but the token already has every scope it asked for; signing in again would not help.`,
       }
     }
+    // SIGN_IN_CONFIRMATION=code: the step-up sign-in may be done already and waiting for its code.
+    const pending = await pendingSignIn(deps, owner, server)
+    if (pending) return pending
     const scope = mergeScopes(token.scope, required)!
     const key = storeKey(owner.tenant, owner.userId, owner.serverId)
     const previous = (await deps.stepUps.get(key)) as StepUpRecord | undefined
@@ -126,6 +130,9 @@ async function refresh(deps: RelayDeps, owner: TokenOwner, server: ServerConfig,
 }
 
 async function needAuth(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, request: { challenge?: Challenge; scope?: string }): Promise<NoToken> {
+  // SIGN_IN_CONFIRMATION=code: a sign-in waiting for its code answers that, never a new link.
+  const pending = await pendingSignIn(deps, owner, server)
+  if (pending) return pending
   const link = await createLoginLink(deps, owner, server, request)
   if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
   return {

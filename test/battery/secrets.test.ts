@@ -2,11 +2,14 @@
 // level trace goes through full sign-ins (a dynamically registered client with a secret, and a
 // pre-registered confidential one), calls, refreshes (one good, one failing for now, one refused
 // for good), failed callbacks and a reset. Every secret the authorization server issued or was
-// shown, every token in the relay's store, the client secrets, the API keys and login tickets
-// are then looked for in every log line and every answer body.
+// shown, every token in the relay's store, the client secrets, the API keys, login tickets, the
+// browser-binding cookies and the confirmation pages' CSRF tokens are then looked for in every log
+// line and every answer body. (The confirmation code of SIGN_IN_CONFIRMATION=code is checked in
+// test/relay/sign-in-confirmation.test.ts.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { followToCallback, signInThroughBrowser } from '../peers/browser.ts'
+import { BROWSER_COOKIE, createBrowserBinding } from '../../src/http/browser-binding.ts'
+import { cookieValue, createCookieJar, followToCallback, signInThroughBrowser, type CookieJar } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { freePort } from '../support/free-port.ts'
 import { OTHER_TENANT_KEY, startRelay, TEST_API_KEY, type TestRelay } from '../support/relay.ts'
@@ -23,7 +26,11 @@ const logs = captureLogLines()
 /** Tool-route answer bodies, and the pages and headers of the browser routes. */
 const answers: string[] = []
 const pages: string[] = []
+/** Response headers of the browser routes: they carry the browser cookie (Set-Cookie), nothing else secret. */
+const pageHeaders: string[] = []
 const tickets: string[] = []
+/** Each browser that pressed Continue, with the ticket it pressed it for. */
+const browsers: Array<{ jar: CookieJar; ticket: string }> = []
 let clockOffsetMs = 0
 const tally = createTally('secrets')
 
@@ -72,12 +79,21 @@ async function post(path: string, body: object, apiKey = TEST_API_KEY) {
   return answer
 }
 
-async function open(url: string) {
+async function open(url: string, jar?: CookieJar) {
   const target = new URL(url)
-  const answer = await send(relay, { method: 'GET', path: `${target.pathname}${target.search}` })
+  const cookie = jar?.header(target)
+  const answer = await send(relay, { method: 'GET', path: `${target.pathname}${target.search}`, headers: cookie ? { cookie } : {} })
   tally.add(answer.status)
-  pages.push(answer.text, JSON.stringify([...answer.headers]))
+  pages.push(answer.text)
+  pageHeaders.push(JSON.stringify([...answer.headers]))
   return answer
+}
+
+/** A browser for `loginUrl`, remembered for the scan. */
+function browserFor(loginUrl: string): CookieJar {
+  const jar = createCookieJar()
+  browsers.push({ jar, ticket: loginUrl.slice(loginUrl.lastIndexOf('/') + 1) })
+  return jar
 }
 
 async function loginUrl(userId: string, serverId: string): Promise<string> {
@@ -88,9 +104,11 @@ async function loginUrl(userId: string, serverId: string): Promise<string> {
 }
 
 async function signIn(userId: string, serverId: string) {
-  const page = await signInThroughBrowser(await loginUrl(userId, serverId), userId)
+  const url = await loginUrl(userId, serverId)
+  const page = await signInThroughBrowser(url, userId, { jar: browserFor(url) })
   tally.add(page.status)
-  pages.push(page.html, JSON.stringify([...page.headers]))
+  pages.push(page.html)
+  pageHeaders.push(JSON.stringify([...page.headers]))
   expect(page.status).toBe(200)
 }
 
@@ -131,18 +149,27 @@ describe('with LOG_LEVEL=trace through sign-in, calls, refreshes, failures and r
     expect((await whoami('alice', 'conf')).ok).toBe(true)
 
     // Failed callbacks: the user refused, a code that is not the one issued, a forged state.
-    const refusedCallback = new URL(await followToCallback(await loginUrl('carol', 'docs'), 'carol'))
+    const carolDocs = await loginUrl('carol', 'docs')
+    const carolsBrowser = browserFor(carolDocs)
+    const refusedCallback = new URL(await followToCallback(carolDocs, 'carol', { jar: carolsBrowser }))
     refusedCallback.searchParams.delete('code')
     refusedCallback.searchParams.set('error', 'access_denied')
-    expect((await open(refusedCallback.href)).status).toBe(400)
-    const badCode = new URL(await followToCallback(await loginUrl('carol', 'conf'), 'carol'))
-    badCode.searchParams.set('code', `${badCode.searchParams.get('code')}x`)
+    expect((await open(refusedCallback.href, carolsBrowser)).status).toBe(400)
+    const carolConf = await loginUrl('carol', 'conf')
+    const badCode = new URL(await followToCallback(carolConf, 'carol', { jar: browserFor(carolConf) }))
+    // Delivered by another browser first (refused: the cookie), then by carol's with a wrong code.
     expect((await open(badCode.href)).status).toBe(400)
+    badCode.searchParams.set('code', `${badCode.searchParams.get('code')}x`)
+    expect((await open(badCode.href, browsers.at(-1)!.jar)).status).toBe(400)
     const forged = new URL(badCode)
     forged.searchParams.set('state', 'forged')
-    expect((await open(forged.href)).status).toBe(400)
-    // An unused login link, a used one, the wrong API key.
-    expect((await open(await loginUrl('dave', 'docs'))).status).toBe(302)
+    expect((await open(forged.href, carolsBrowser)).status).toBe(400)
+    // An unused login link (its confirmation page), a used one, the wrong API key.
+    const daveDocs = await loginUrl('dave', 'docs')
+    const davesBrowser = browserFor(daveDocs)
+    const confirmation = await open(daveDocs, davesBrowser)
+    expect(confirmation.status).toBe(200)
+    davesBrowser.store(new URL(daveDocs), confirmation.headers)
     expect((await post('/tools/auth-status', { user_id: 'alice' }, WRONG_KEY)).status).toBe(401)
     expect((await post('/tools/auth-status', { user_id: 'alice' }, OTHER_TENANT_KEY)).status).toBe(200)
 
@@ -167,15 +194,22 @@ describe('with LOG_LEVEL=trace through sign-in, calls, refreshes, failures and r
     add('configured client_secret', CONFIDENTIAL_SECRET)
     for (const key of [TEST_API_KEY, OTHER_TENANT_KEY, WRONG_KEY]) add('API key', key)
     for (const ticket of tickets) add('login ticket', ticket)
+    const binding = createBrowserBinding(relay.url)
+    for (const { jar, ticket } of browsers) {
+      const cookie = cookieValue(jar, `${relay.url}/oauth/callback`, BROWSER_COOKIE)
+      expect(cookie, 'every browser got its cookie').toMatch(/^[A-Za-z0-9_-]{43}$/)
+      add('browser cookie', cookie)
+      add('CSRF token', binding.csrfToken(cookie!, ticket))
+    }
 
     const kinds = new Set(secrets.values())
     // The run produced every kind of secret the brief names (else the scan proves little).
-    for (const kind of ['code', 'state', 'code_verifier', 'access_token', 'refresh_token', 'client_secret', 'configured client_secret', 'API key', 'login ticket']) {
+    for (const kind of ['code', 'state', 'code_verifier', 'access_token', 'refresh_token', 'client_secret', 'configured client_secret', 'API key', 'login ticket', 'browser cookie', 'CSRF token']) {
       expect(kinds, kind).toContain(kind)
     }
     expect(as.issuedSecrets.filter((secret) => secret.kind === 'client_secret').length).toBeGreaterThanOrEqual(2)
     const messages = logs.lines.map((line) => JSON.parse(line).msg as string)
-    for (const expected of ['sign-in completed', 'token refreshed', 'refresh failed, token kept', 'refresh rejected, token removed', 'tokens reset', 'request rejected']) {
+    for (const expected of ['sign-in started', 'sign-in completed', 'sign-in refused', 'token refreshed', 'refresh failed, token kept', 'refresh rejected, token removed', 'tokens reset', 'request rejected']) {
       expect(messages, expected).toContain(expected)
     }
     expect(logs.lines.length).toBeGreaterThan(60)
@@ -184,8 +218,16 @@ describe('with LOG_LEVEL=trace through sign-in, calls, refreshes, failures and r
     for (const [value, kind] of secrets) {
       secretsChecked++
       const base64 = Buffer.from(value).toString('base64')
-      // A login ticket belongs in the tool answers (it is the login_url); anywhere else it leaks.
-      const places = kind === 'login ticket' ? ([['log', logs.lines], ['page', pages]] as const) : ([['log', logs.lines], ['answer', answers], ['page', pages]] as const)
+      // A login ticket belongs in the tool answers (it is the login_url), a CSRF token in its own
+      // confirmation page, a browser cookie in Set-Cookie; anywhere else they leak.
+      const places =
+        kind === 'login ticket'
+          ? ([['log', logs.lines], ['page', pages], ['page header', pageHeaders]] as const)
+          : kind === 'CSRF token'
+            ? ([['log', logs.lines], ['answer', answers], ['page header', pageHeaders]] as const)
+            : kind === 'browser cookie'
+              ? ([['log', logs.lines], ['answer', answers], ['page', pages]] as const)
+              : ([['log', logs.lines], ['answer', answers], ['page', pages], ['page header', pageHeaders]] as const)
       for (const [where, texts] of places) {
         const found = texts.find((text) => text.includes(value) || text.includes(encodeURIComponent(value)) || (value.length > 12 && text.includes(base64)))
         if (found) leaks.push(`${kind} in a ${where}: ${found.slice(0, 300)}`)

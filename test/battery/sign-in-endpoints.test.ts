@@ -1,10 +1,12 @@
 // The browser's half of sign-in under attack, against the real relay and oidc-provider: forged,
-// expired, replayed and cross-user `state`; script payloads in error= and error_description=
-// rendered in headless Chromium; a code issued to another client; the rate limit on both routes.
+// expired, replayed and cross-user `state`; a callback in another browser; script payloads in
+// error= and error_description= rendered in headless Chromium; a code issued to another client;
+// the rate limit on both routes.
 import { chromium, type Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { followToCallback } from '../peers/browser.ts'
+import { BROWSER_COOKIE } from '../../src/http/browser-binding.ts'
+import { cookieValue, createCookieJar, findConfirmationToken, followToCallback, pressContinue, type CookieJar } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 import { CHROMIUM_PATH } from '../support/services.ts'
@@ -36,24 +38,37 @@ afterAll(async () => {
   await Promise.all([docs?.close(), as?.close()])
 })
 
+/** The browser (cookie jar) that pressed Continue for each `state`: callbacks are delivered by it unless a test says otherwise. */
+const browsers = new Map<string, CookieJar>()
+
 /** A pending sign-in for `userId`: the browser went through the authorization server and holds the callback URL. */
 async function pendingCallback(userId: string, account: string, apiKey?: string): Promise<URL> {
   const status = await relay.post('/tools/auth-status', { user_id: userId, server_id: 'docs', force_reauth: true }, apiKey ? { apiKey } : {})
   expect(status.body.servers[0].status).toBe('need_auth')
-  return new URL(await followToCallback(status.body.servers[0].login_url, account))
+  const jar = createCookieJar()
+  const url = new URL(await followToCallback(status.body.servers[0].login_url, account, { jar }))
+  browsers.set(url.searchParams.get('state')!, jar)
+  return url
 }
 
-/** A live `state`: the login link opened, the authorization request not answered yet. */
+/** A live `state`: Continue pressed on the login link, the authorization request not answered yet. */
 async function liveState(userId: string): Promise<string> {
   const status = await relay.post('/tools/auth-status', { user_id: userId, server_id: 'docs', force_reauth: true })
-  const start = await sendChecked(relay, tally, { method: 'GET', path: new URL(status.body.servers[0].login_url).pathname })
+  const jar = createCookieJar()
+  const start = await pressContinue(status.body.servers[0].login_url, { jar })
+  tally.add(start.status)
   expect(start.status).toBe(302)
-  return new URL(start.headers.get('location')!).searchParams.get('state')!
+  const state = new URL(start.headers.get('location')!).searchParams.get('state')!
+  browsers.set(state, jar)
+  return state
 }
 
-function callback(url: URL | string) {
+/** Delivers a callback URL from the browser that started its flow (by its `state`), or from `browser`; none for an unknown state. */
+function callback(url: URL | string, browser?: CookieJar | 'stranger') {
   const target = new URL(url)
-  return sendChecked(relay, tally, { method: 'GET', path: `${target.pathname}${target.search}` })
+  const jar = browser === 'stranger' ? undefined : (browser ?? browsers.get(target.searchParams.get('state') ?? ''))
+  const cookie = jar?.header(target)
+  return sendChecked(relay, tally, { method: 'GET', path: `${target.pathname}${target.search}`, headers: cookie ? { cookie } : {} })
 }
 
 const tokenRequestCount = () => as.tokenRequests.length
@@ -139,33 +154,50 @@ describe('replayed state and login link', () => {
     expect((await whoami(relay, 'double-clicker')).sub).toBe('double-clicker')
   })
 
-  it('a login link opened in five tabs at once starts one flow', async () => {
+  it('a login link opened in five tabs at once: five pages; Continue pressed in all five starts one flow', async () => {
     const status = await relay.post('/tools/auth-status', { user_id: 'five-tabs', server_id: 'docs' })
     const path = new URL(status.body.servers[0].login_url).pathname
-    const starts = await Promise.all(Array.from({ length: 5 }, () => sendChecked(relay, tally, { method: 'GET', path })))
+    const cookie = `${BROWSER_COOKIE}=${'t'.repeat(43)}`
+    const pages = await Promise.all(Array.from({ length: 5 }, () => sendChecked(relay, tally, { method: 'GET', path, headers: { cookie } })))
+    expect(pages.map((page) => page.status)).toEqual([200, 200, 200, 200, 200])
+    const csrf = findConfirmationToken(pages[0]!.text)!
+    const form = { method: 'POST', path, headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }).toString() }
+    const starts = await Promise.all(Array.from({ length: 5 }, () => sendChecked(relay, tally, form)))
     expect(starts.map((start) => start.status).sort()).toEqual([302, 404, 404, 404, 404])
   })
 
   it('a used login link does not start a second flow', async () => {
     const status = await relay.post('/tools/auth-status', { user_id: 'link-reuser', server_id: 'docs' })
-    const path = new URL(status.body.servers[0].login_url).pathname
-    expect((await sendChecked(relay, tally, { method: 'GET', path })).status).toBe(302)
-    const again = await sendChecked(relay, tally, { method: 'GET', path })
+    const loginUrl = status.body.servers[0].login_url
+    expect((await pressContinue(loginUrl)).status).toBe(302)
+    const again = await sendChecked(relay, tally, { method: 'GET', path: new URL(loginUrl).pathname })
     expect(again.status).toBe(404)
     expect(again.headers.get('location')).toBeNull()
   })
 })
 
 describe('cross-user state', () => {
-  // The callback carries no identity of the browser that delivers it: the flow named by `state`
-  // says whose sign-in it is. So "cross-user" means: whoever delivers A's callback, the token
-  // lands under A (the flow's tenant and user) and nobody else; and mixing A's state with B's
-  // code never stores anything for either.
-  it("A's callback delivered by B's browser stores A's token under A only", async () => {
+  // The flow named by `state` says whose sign-in it is, and it completes only in the browser that
+  // pressed Continue (its cookie): delivered by another browser it changes nothing; delivered by
+  // the right one the token lands under the flow's tenant and user and nobody else; and mixing
+  // A's state with B's code never stores anything for either.
+  it("A's callback delivered by B's browser changes nothing and leaves A's flow for A's browser", async () => {
     const pendingA = await pendingCallback('cross-a', 'account-a')
-    // B's browser: a plain request with none of A's cookies.
-    const page = await callback(pendingA)
-    expect(page.status).toBe(200)
+    const before = tokenRequestCount()
+    // B's browser: no cookie at all, or a browser cookie of its own.
+    for (const stranger of ['stranger', (() => {
+      const jar = createCookieJar()
+      jar.store(new URL(relay.url), new Headers([['set-cookie', `${BROWSER_COOKIE}=${'b'.repeat(43)}; Path=/oauth`]]))
+      return jar
+    })()] as const) {
+      const refused = await callback(pendingA, stranger)
+      expect(refused.status).toBe(400)
+      expect(refused.text).toContain('This sign-in was started in another browser.')
+    }
+    expect(tokenRequestCount()).toBe(before)
+    expect((await whoami(relay, 'cross-a')).body.error_code).toBe('NOT_AUTHORIZED')
+    // A's own browser still completes it.
+    expect((await callback(pendingA)).status).toBe(200)
     expect((await whoami(relay, 'cross-a')).sub).toBe('account-a')
     expect((await whoami(relay, 'cross-b')).body.error_code).toBe('NOT_AUTHORIZED')
     expect((await whoami(relay, 'cross-a', { apiKey: OTHER_TENANT_KEY })).body.error_code).toBe('NOT_AUTHORIZED')
@@ -296,6 +328,7 @@ describe('error= and error_description= with HTML and script payloads, in headle
       timeout: 15_000,
     })
     const context = await browser.newContext({ javaScriptEnabled: true })
+    const relayHost = new URL(relay.url).hostname
     const page = await context.newPage()
     const dialogs: string[] = []
     const requests: string[] = []
@@ -314,6 +347,9 @@ describe('error= and error_description= with HTML and script payloads, in headle
         pending.searchParams.delete('code')
         pending.searchParams.set('error', where === 'error' ? payload : 'access_denied')
         if (where === 'error_description') pending.searchParams.set('error_description', payload)
+        // Chromium is the browser that pressed Continue: it carries that browser's cookie.
+        const value = cookieValue(browsers.get(pending.searchParams.get('state')!)!, pending, BROWSER_COOKIE)!
+        await context.addCookies([{ name: BROWSER_COOKIE, value, domain: relayHost, path: '/oauth' }])
         requests.length = 0
         const response = await page.goto(pending.href, { timeout: 10_000 })
         tally.add(response!.status())

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { followToCallback } from '../peers/browser.ts'
+import { createCookieJar, followToCallback, pressContinue } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { startRedisProcess } from '../store/redis-process.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
@@ -110,7 +110,8 @@ describe('Redis stopped and started again mid-run', () => {
       expect((await whoami(relay, 'alice')).sub).toBe('alice')
       // A sign-in in progress across the outage: its login link, and a browser at the callback.
       const pendingStatus = await relay.post('/tools/auth-status', { user_id: 'carol', server_id: 'docs' })
-      const pendingCallback = new URL(await followToCallback(pendingStatus.body.servers[0].login_url, 'carol'))
+      const carolsBrowser = createCookieJar()
+      const pendingCallback = new URL(await followToCallback(pendingStatus.body.servers[0].login_url, 'carol', { jar: carolsBrowser }))
       const unusedStatus = await relay.post('/tools/auth-status', { user_id: 'dave', server_id: 'docs' })
       const unusedLogin = new URL(unusedStatus.body.servers[0].login_url).pathname
 
@@ -123,11 +124,11 @@ describe('Redis stopped and started again mid-run', () => {
       console.info(`[battery] redis back: ready again after ${recovery} ms`)
       expect((await whoami(relay, 'alice')).sub).toBe('alice')
       // The sign-in that was in flight completes, and the unused link still works.
-      const page = await send(relay, { method: 'GET', path: `${pendingCallback.pathname}${pendingCallback.search}` })
+      const page = await send(relay, { method: 'GET', path: `${pendingCallback.pathname}${pendingCallback.search}`, headers: { cookie: carolsBrowser.header(pendingCallback)! } })
       tally.add(page.status)
       expect(page.status).toBe(200)
       expect((await whoami(relay, 'carol')).sub).toBe('carol')
-      const start = await send(relay, { method: 'GET', path: unusedLogin })
+      const start = await pressContinue(`${relay.url}${unusedLogin}`)
       tally.add(start.status)
       expect(start.status).toBe(302)
     } finally {

@@ -76,6 +76,7 @@ describe('errors outside the routes', () => {
     const expected: Record<RelayErrorCode, number> = {
       INVALID_INPUT: 400,
       UNAUTHORIZED: 401,
+      FORBIDDEN: 403,
       UNKNOWN_SERVER: 400,
       NOT_FOUND: 404,
       PAYLOAD_TOO_LARGE: 413,

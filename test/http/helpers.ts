@@ -81,14 +81,21 @@ export function createRecordingRelay(config: RelayConfig, overrides: Partial<Rel
       calls.push({ method: 'adminReset', request: { admin, ...request } })
       return { user_id: request.userId, deleted_server_ids: [], servers: [], message: 'done' }
     },
-    async startSignIn(ticketId) {
-      calls.push({ method: 'startSignIn', request: ticketId })
+    async describeSignIn(ticketId) {
+      calls.push({ method: 'describeSignIn', request: ticketId })
+      return ticketId === 'good'
+        ? { kind: 'confirm', serverName: 'Notion workspace', tenant: 'acme', userId: 'u-42' }
+        : { kind: 'invalid', message: 'This sign-in link has expired or was already used.' }
+    },
+    async startSignIn(ticketId, browser) {
+      calls.push({ method: 'startSignIn', request: { ticketId, browser } })
+      if (!browser.csrfValid) return { kind: 'refused', message: 'This confirmation was not sent from the sign-in page.' }
       return ticketId === 'good'
         ? { kind: 'redirect', url: 'https://auth.example.com/authorize?client_id=relay&state=s1' }
         : { kind: 'invalid', message: 'This sign-in link has expired or was already used.' }
     },
-    async completeSignIn(callbackUrl) {
-      calls.push({ method: 'completeSignIn', request: callbackUrl.href })
+    async completeSignIn(callbackUrl, browserHash) {
+      calls.push({ method: 'completeSignIn', request: { url: callbackUrl.href, browserHash } })
       return { kind: 'connected', serverId: 'notion', description: 'Notion workspace' }
     },
     async readFile(id) {

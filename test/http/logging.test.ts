@@ -23,6 +23,9 @@ const SECRETS = {
   refresh: 'REFRESH-TOKEN-beef',
   verifier: 'VERIFIER-abad1dea',
   clientSecret: 'CLIENT-SECRET-f00d',
+  browserCookie: 'BROWSERCOOKIE0123456789abcdefghijklmnopqrst',
+  csrf: 'CSRF-TOKEN-5ca1ab1e',
+  confirmCode: 'ABCDE-12345',
 }
 
 describe('logs', () => {
@@ -49,6 +52,15 @@ describe('logs', () => {
     await app.inject({ method: 'POST', url: '/tools/auth-status', headers: bearer('WRONG-KEY-0123456789abc'), payload: { user_id: 'u1' } })
     await app.inject({ method: 'GET', url: `/oauth/callback?code=${SECRETS.code}&state=${SECRETS.state}&iss=https%3A%2F%2Fas.example` })
     await app.inject({ method: 'GET', url: `/oauth/start/${SECRETS.ticket}` })
+    // The confirmation page and its form, with a browser cookie and a CSRF token; a confirmation code.
+    const browser = { cookie: `mcp_relay_browser=${SECRETS.browserCookie}` }
+    await app.inject({ method: 'GET', url: '/oauth/start/good', headers: browser })
+    await app.inject({ method: 'POST', url: '/oauth/start/good', headers: { ...browser, 'content-type': 'application/x-www-form-urlencoded' }, payload: `csrf=${SECRETS.csrf}` })
+    const fresh = await app.inject({ method: 'GET', url: '/oauth/start/good' })
+    const freshCookie = /mcp_relay_browser=([^;]+)/.exec(String(fresh.headers['set-cookie']))![1]!
+    const freshCsrf = /name="csrf" value="([^"]+)"/.exec(fresh.body)![1]!
+    await app.inject({ method: 'GET', url: `/oauth/callback?code=${SECRETS.code}&state=${SECRETS.state}`, headers: browser })
+    await app.inject({ method: 'POST', url: '/tools/auth-status', headers: bearer(ACME_KEY), payload: { user_id: 'u1', confirm_code: SECRETS.confirmCode } })
     app.log.info(
       { access_token: SECRETS.token, flow: { code_verifier: SECRETS.verifier, state: SECRETS.state, nested: { refresh_token: SECRETS.refresh } } },
       'direct log with secret fields',
@@ -57,7 +69,7 @@ describe('logs', () => {
 
     const text = lines.join('\n')
     expect(lines.length).toBeGreaterThan(4)
-    for (const secret of [ACME_KEY, 'WRONG-KEY-0123456789abc', 'COOKIE-1', ...Object.values(SECRETS)]) {
+    for (const secret of [ACME_KEY, 'WRONG-KEY-0123456789abc', 'COOKIE-1', freshCookie, freshCsrf, ...Object.values(SECRETS)]) {
       expect(text, secret).not.toContain(secret)
     }
     const records = lines.map((line) => JSON.parse(line))

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { RelayError } from '../../src/errors.ts'
-import { escapeHtml, PAGE_HEADERS } from '../../src/http/pages/html-page.ts'
+import { createHash } from 'node:crypto'
+import { BROWSER_COOKIE, createBrowserBinding } from '../../src/http/browser-binding.ts'
+import { CONFIRMATION_PAGE_HEADERS, escapeHtml, PAGE_HEADERS } from '../../src/http/pages/html-page.ts'
+import { findConfirmationToken } from '../peers/browser.ts'
 import type { CompleteSignInResult } from '../../src/relay/types.ts'
 import { makeApp } from './helpers.ts'
 
@@ -10,25 +13,86 @@ const SECURITY_HEADERS = {
   'referrer-policy': 'no-referrer',
   'cache-control': 'no-store',
   'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
 }
 
-function expectPage(response: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number) {
+function expectPage(response: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number, headers: object = SECURITY_HEADERS) {
   expect(response.statusCode).toBe(status)
-  expect(response.headers).toMatchObject(SECURITY_HEADERS)
+  expect(response.headers).toMatchObject(headers)
   expect(response.headers.location).toBeUndefined()
   expect(response.body).toMatch(/^<!doctype html>/)
   expect(response.body).not.toMatch(/<script/i)
 }
 
-describe('GET /oauth/start/:ticket', () => {
-  it('redirects (302) to the URL the relay gives, without leaking a referrer', async () => {
+const CONFIRMATION_HEADERS = {
+  ...SECURITY_HEADERS,
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+/** The browser cookie a response set: its value and attributes. */
+function browserCookie(response: { headers: Record<string, unknown> }): { value: string; attributes: string[] } {
+  const line = String(response.headers['set-cookie'] ?? '')
+  const [pair = '', ...attributes] = line.split(';').map((part) => part.trim())
+  expect(pair.startsWith(`${BROWSER_COOKIE}=`)).toBe(true)
+  return { value: pair.slice(BROWSER_COOKIE.length + 1), attributes }
+}
+
+function csrfOf(html: string): string {
+  const token = findConfirmationToken(html)
+  expect(token).toBeTruthy()
+  return token!
+}
+
+const form = (fields: Record<string, string>) => ({
+  'content-type': 'application/x-www-form-urlencoded',
+  payload: new URLSearchParams(fields).toString(),
+})
+
+describe('GET /oauth/start/:ticket (the confirmation page)', () => {
+  it('answers a page naming the server, workspace and user, with a CSRF form and a browser cookie; it uses nothing up', async () => {
     const { app, calls } = await makeApp()
     const response = await app.inject({ method: 'GET', url: '/oauth/start/good' })
-    expect(response.statusCode).toBe(302)
-    expect(response.headers.location).toBe('https://auth.example.com/authorize?client_id=relay&state=s1')
-    expect(response.headers['referrer-policy']).toBe('no-referrer')
-    expect(response.headers['cache-control']).toBe('no-store')
-    expect(calls).toEqual([{ method: 'startSignIn', request: 'good' }])
+    expectPage(response, 200, CONFIRMATION_HEADERS)
+    expect(response.body).toContain('Connect Notion workspace?')
+    expect(response.body).toContain('<dt>Workspace</dt><dd>acme</dd>')
+    expect(response.body).toContain('<dt>Chat user</dt><dd>u-42</dd>')
+    expect(response.body).toContain('Continue only if you asked for this yourself, in your own chat with the assistant.')
+    // One form, posting back to the page's own URL (no action): the browser's URL is the public one.
+    expect(response.body.match(/<form /g)).toHaveLength(1)
+    expect(response.body).toMatch(/<form method="post">/)
+    const cookie = browserCookie(response)
+    expect(cookie.value).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    // PUBLIC_BASE_URL is https://relay.example.com/base: Secure, and the relay's /oauth under the prefix.
+    expect(cookie.attributes).toEqual(['Path=/base/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax', 'Secure'])
+    expect(csrfOf(response.body)).not.toBe(cookie.value)
+    expect(calls).toEqual([{ method: 'describeSignIn', request: 'good' }])
+    await app.close()
+  })
+
+  it('keeps the browser cookie it already has (one per browser), and the same CSRF token for the same link', async () => {
+    const { app } = await makeApp()
+    const first = await app.inject({ method: 'GET', url: '/oauth/start/good' })
+    const cookie = browserCookie(first).value
+    const again = await app.inject({ method: 'GET', url: '/oauth/start/good', headers: { cookie: `other=1; ${BROWSER_COOKIE}=${cookie}` } })
+    expectPage(again, 200, CONFIRMATION_HEADERS)
+    expect(again.headers['set-cookie']).toBeUndefined()
+    expect(csrfOf(again.body)).toBe(csrfOf(first.body))
+    await app.close()
+  })
+
+  it('answers HEAD without a body and without using anything up', async () => {
+    const { app, calls } = await makeApp()
+    const response = await app.inject({ method: 'HEAD', url: '/oauth/start/good' })
+    expect(response.statusCode).toBe(200)
+    expect(response.body).toBe('')
+    expect(calls.map((call) => call.method)).toEqual(['describeSignIn'])
+    await app.close()
+  })
+
+  it('leaves out a cookie on a plain-http relay', async () => {
+    const { app } = await makeApp({ environment: { PUBLIC_BASE_URL: 'http://localhost:8787' } })
+    const response = await app.inject({ method: 'GET', url: '/oauth/start/good' })
+    expect(browserCookie(response).attributes).toEqual(['Path=/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax'])
     await app.close()
   })
 
@@ -37,6 +101,7 @@ describe('GET /oauth/start/:ticket', () => {
     const response = await app.inject({ method: 'GET', url: '/oauth/start/used-ticket' })
     expectPage(response, 404)
     expect(response.body).toContain('This sign-in link has expired or was already used.')
+    expect(response.headers['set-cookie']).toBeUndefined()
     await app.close()
   })
 
@@ -51,7 +116,7 @@ describe('GET /oauth/start/:ticket', () => {
   it('answers a 503 page when the store is down, and a generic 500 page for a bug', async () => {
     const { app } = await makeApp({
       relay: {
-        startSignIn: async (ticket) => {
+        describeSignIn: async (ticket) => {
           if (ticket === 'down') throw new RelayError('STORE_UNAVAILABLE', 'the ticket store does not answer')
           throw new Error('ticket=abc secret internals')
         },
@@ -67,13 +132,111 @@ describe('GET /oauth/start/:ticket', () => {
   })
 })
 
+describe('POST /oauth/start/:ticket (Continue)', () => {
+  async function pageFor(app: Awaited<ReturnType<typeof makeApp>>['app'], ticket = 'good') {
+    const page = await app.inject({ method: 'GET', url: `/oauth/start/${ticket}` })
+    return { cookie: browserCookie(page).value, csrf: csrfOf(page.body) }
+  }
+
+  it('with the page cookie and token: 302 to the authorization server, the flow bound to the cookie, no referrer', async () => {
+    const { app, calls } = await makeApp()
+    const { cookie, csrf } = await pageFor(app)
+    // With Referrer-Policy no-referrer, browsers send Origin: null on this same-origin POST.
+    const response = await app.inject({ method: 'POST', url: '/oauth/start/good', headers: { cookie: `${BROWSER_COOKIE}=${cookie}`, origin: 'null', ...form({ csrf }) }, payload: form({ csrf }).payload })
+    expect(response.statusCode).toBe(302)
+    expect(response.headers.location).toBe('https://auth.example.com/authorize?client_id=relay&state=s1')
+    expect(response.headers['referrer-policy']).toBe('no-referrer')
+    expect(response.headers['cache-control']).toBe('no-store')
+    expect(browserCookie(response)).toEqual({ value: cookie, attributes: ['Path=/base/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax', 'Secure'] })
+    expect(calls.at(-1)).toEqual({
+      method: 'startSignIn',
+      request: { ticketId: 'good', browser: { csrfValid: true, browserHash: createHash('sha256').update(cookie).digest('base64url') } },
+    })
+    await app.close()
+  })
+
+  it('refuses (403 page) a missing or wrong token, a missing cookie, another link\'s token, another browser\'s cookie', async () => {
+    const { app, calls } = await makeApp()
+    const mine = await pageFor(app)
+    const other = await pageFor(app)
+    const cases: Array<[string, Record<string, string>, string | undefined]> = [
+      ['no token', {}, mine.cookie],
+      ['empty token', { csrf: '' }, mine.cookie],
+      ['wrong token', { csrf: 'A'.repeat(43) }, mine.cookie],
+      ['no cookie', { csrf: mine.csrf }, undefined],
+      ["another browser's cookie", { csrf: mine.csrf }, other.cookie],
+    ]
+    // The token is bound to the link: a page of another ticket gives a token that does not fit this one.
+    const otherTicketPage = await app.inject({ method: 'GET', url: '/oauth/start/other', headers: { cookie: `${BROWSER_COOKIE}=${mine.cookie}` } })
+    expect(otherTicketPage.statusCode).toBe(404)
+    for (const [label, fields, cookie] of cases) {
+      calls.length = 0
+      const response = await app.inject({
+        method: 'POST',
+        url: '/oauth/start/good',
+        headers: { ...(cookie ? { cookie: `${BROWSER_COOKIE}=${cookie}` } : {}), 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams(fields).toString(),
+      })
+      expectPage(response, 403)
+      expect(response.body, label).toContain('This sign-in was not confirmed')
+      expect(response.headers['set-cookie'], label).toBeUndefined()
+      expect(calls, label).toEqual([{ method: 'startSignIn', request: { ticketId: 'good', browser: { csrfValid: false } } }])
+    }
+    // A body that is not a form at all, or none.
+    for (const payload of [undefined, JSON.stringify({ csrf: mine.csrf })]) {
+      const response = await app.inject({
+        method: 'POST',
+        url: '/oauth/start/good',
+        headers: { cookie: `${BROWSER_COOKIE}=${mine.cookie}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
+        ...(payload ? { payload } : {}),
+      })
+      // JSON parses, and the token in it is as good as the form's; no body is a missing token.
+      expect(response.statusCode).toBe(payload ? 302 : 403)
+    }
+    await app.close()
+  })
+
+  it('answers the 404 page for an unknown or used ticket', async () => {
+    const { app } = await makeApp()
+    const page = await app.inject({ method: 'GET', url: '/oauth/start/good' })
+    const cookie = browserCookie(page).value
+    const response = await app.inject({
+      method: 'POST',
+      url: '/oauth/start/used',
+      headers: { cookie: `${BROWSER_COOKIE}=${cookie}`, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({ csrf: createBrowserBinding('https://relay.example.com/base').csrfToken(cookie, 'used') }).toString(),
+    })
+    expectPage(response, 404)
+    await app.close()
+  })
+})
+
 describe('GET /oauth/callback', () => {
   it('passes $PUBLIC_BASE_URL (with its path prefix) + /oauth/callback + the raw query to the relay', async () => {
     const { app, calls } = await makeApp()
     const query = '?code=c%2B1&state=s-1&iss=https%3A%2F%2Fauth.example.com'
     const response = await app.inject({ method: 'GET', url: `/oauth/callback${query}` })
     expectPage(response, 200)
-    expect(calls).toEqual([{ method: 'completeSignIn', request: `https://relay.example.com/base/oauth/callback${query}` }])
+    expect(calls).toEqual([{ method: 'completeSignIn', request: { url: `https://relay.example.com/base/oauth/callback${query}`, browserHash: undefined } }])
+    await app.close()
+  })
+
+  it("passes the SHA-256 of the browser cookie, never the cookie", async () => {
+    const { app, calls } = await makeApp()
+    const cookie = 'c'.repeat(43)
+    await app.inject({ method: 'GET', url: '/oauth/callback?code=c&state=s', headers: { cookie: `${BROWSER_COOKIE}=${cookie}` } })
+    expect(calls).toEqual([
+      { method: 'completeSignIn', request: { url: 'https://relay.example.com/base/oauth/callback?code=c&state=s', browserHash: createHash('sha256').update(cookie).digest('base64url') } },
+    ])
+    await app.close()
+  })
+
+  it('in code mode shows the confirmation code in #confirmation-code and says to give it to the assistant', async () => {
+    const { app } = await makeApp({ relay: { completeSignIn: async () => ({ kind: 'connected', serverId: 'notion', description: 'Notion workspace', confirmationCode: 'ABCDE-FGH12' }) } })
+    const response = await app.inject({ method: 'GET', url: '/oauth/callback?code=c&state=s' })
+    expectPage(response, 200)
+    expect(response.body).toContain('<p class="code" id="confirmation-code">ABCDE-FGH12</p>')
+    expect(response.body).toContain('give the assistant this confirmation code in your chat')
     await app.close()
   })
 
@@ -148,9 +311,9 @@ describe('rate limit on the browser routes', () => {
 
   it('counts each client address on its own', async () => {
     const { app } = await makeApp({ deps: { rateLimit: { max: 1, timeWindowMs: 60_000 } } })
-    expect((await app.inject({ method: 'GET', url: '/oauth/start/good', remoteAddress: '192.0.2.1' })).statusCode).toBe(302)
+    expect((await app.inject({ method: 'GET', url: '/oauth/start/good', remoteAddress: '192.0.2.1' })).statusCode).toBe(200)
     expect((await app.inject({ method: 'GET', url: '/oauth/start/good', remoteAddress: '192.0.2.1' })).statusCode).toBe(429)
-    expect((await app.inject({ method: 'GET', url: '/oauth/start/good', remoteAddress: '192.0.2.2' })).statusCode).toBe(302)
+    expect((await app.inject({ method: 'GET', url: '/oauth/start/good', remoteAddress: '192.0.2.2' })).statusCode).toBe(200)
     await app.close()
   })
 })
@@ -169,6 +332,8 @@ describe('GET /oauth/client-metadata.json', () => {
 describe('page headers', () => {
   it('are exactly the documented set', () => {
     expect(PAGE_HEADERS).toEqual(SECURITY_HEADERS)
+    // The confirmation page leaves out form-action: Chromium applies it to the 302 after the POST (FIELD-NOTES.md).
+    expect(CONFIRMATION_PAGE_HEADERS).toEqual(CONFIRMATION_HEADERS)
   })
   it('escapeHtml escapes the five characters', () => {
     expect(escapeHtml(`<a href="x" title='y'>&</a>`)).toBe('&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;')

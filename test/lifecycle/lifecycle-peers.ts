@@ -3,7 +3,7 @@
 import { expect } from 'vitest'
 import { storeKey } from '../../src/store/keys.ts'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { followToCallback, signInThroughBrowser } from '../peers/browser.ts'
+import { createCookieJar, followToCallback, openInBrowser, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { serversJson, startRelayProcess, type RelayProcess } from '../support/relay-process.ts'
 
@@ -67,8 +67,9 @@ export async function signIn(relay: RelayProcess, userId: string, account = user
   }
   const publicBaseUrl = relay.env.PUBLIC_BASE_URL!
   const reach = (url: string) => (url.startsWith(publicBaseUrl) ? options.reach!.url + url.slice(publicBaseUrl.length) : url)
-  const callbackUrl = await followToCallback(reach(loginUrl), account)
-  const page = await fetch(reach(callbackUrl), { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
+  const jar = createCookieJar()
+  const callbackUrl = await followToCallback(reach(loginUrl), account, { jar })
+  const page = await openInBrowser(reach(callbackUrl), jar, 10_000)
   expect(page.status, await page.text()).toBe(200)
 }
 

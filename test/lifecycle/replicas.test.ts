@@ -2,7 +2,7 @@
 // load balancer: a sign-in that starts on one replica and ends on the other, and a burst of
 // calls after expiry that must refresh once and sign nobody out.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { followToCallback, signInThroughBrowser } from '../peers/browser.ts'
+import { createCookieJar, followToCallback, openInBrowser, signInThroughBrowser } from '../peers/browser.ts'
 import { isolatedStore, readRawToken, type IsolatedStore } from '../support/isolated-stores.ts'
 import { signOutsIn, type RelayProcess } from '../support/relay-process.ts'
 import {
@@ -49,10 +49,12 @@ describe.each(['redis', 'postgres'] as const)('two replicas on %s', (kind) => {
     expect(loginUrl.startsWith(`${a.url}/oauth/start/`)).toBe(true)
     // The browser opens /oauth/start on A (A stores the flow) and comes back to the public
     // callback URL; the balancer sends that request to B, which finds the flow in the store.
-    const callback = new URL(await followToCallback(loginUrl, 'crosser'))
+    // Both replicas are on 127.0.0.1: the browser's cookie goes to either, as under one public host.
+    const jar = createCookieJar()
+    const callback = new URL(await followToCallback(loginUrl, 'crosser', { jar }))
     expect(callback.origin).toBe(a.url)
     const atB = new URL(callback.pathname + callback.search, b.url)
-    const page = await fetch(atB, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
+    const page = await openInBrowser(atB.href, jar, 10_000)
     expect(page.status, await page.clone().text()).toBe(200)
     expect(await page.text()).toContain('Internal docs')
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { followToCallback } from '../peers/browser.ts'
+import { createCookieJar, followToCallback, openInBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -40,10 +40,11 @@ describe('RFC 9207 iss on the callback', () => {
     const asked = await relay.post('/tools/call-tool', { user_id: userId, tool_ref: 'docs::whoami', input: {} })
     expect(asked.body.error_code).toBe('NOT_AUTHORIZED')
 
-    const callback = new URL(await followToCallback(asked.body.login_url, userId))
+    const jar = createCookieJar()
+    const callback = new URL(await followToCallback(asked.body.login_url, userId, { jar }))
     expect(callback.searchParams.get('iss')).toBe(as.issuer)
     tamper(callback.searchParams)
-    const page = await fetch(callback, { redirect: 'manual' })
+    const page = await openInBrowser(callback.href, jar)
     expect(page.status).toBe(status)
     const exchanges = as.tokenRequests.filter((request) => request.grantType === 'authorization_code' && request.accountId === userId)
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { protectedMcpEndpoint, startScriptedServer, type ScriptedServer } from '../peers/scripted-server.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
+import { pressContinue } from '../peers/browser.ts'
 
 // Metadata that the relay must refuse before any authorization request, served by a real HTTP
 // peer that publishes exactly what each case needs. Each case is its own MCP server on that peer:
@@ -84,7 +85,7 @@ describe('discovery refuses unsafe metadata before any authorization request', (
     if (entry.expect === 'sign-in') {
       expect(listed.body.errors).toEqual([])
       expect(listed.body.auth_required).toHaveLength(1)
-      const start = await fetch(listed.body.auth_required[0].login_url, { redirect: 'manual' })
+      const start = await pressContinue(listed.body.auth_required[0].login_url)
       expect(start.status).toBe(302)
       const authorize = new URL(start.headers.get('location')!)
       expect(authorize.origin + authorize.pathname).toBe(`${peer.origin}/as-${entry.name}/authorize`)

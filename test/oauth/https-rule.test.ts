@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { protectedMcpEndpoint, startScriptedServer, type ScriptedServer } from '../peers/scripted-server.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
+import { pressContinue } from '../peers/browser.ts'
 
 // DESIGN.md §3, §6 (SSRF guard): a URL the relay learns from an upstream (a challenge's
 // resource_metadata, the authorization servers in protected-resource metadata, the endpoints in
@@ -87,7 +88,7 @@ describe('URLs learned from metadata must be https on public addresses unless tr
       if (placement.kind === 'endpoint') {
         // Discovery accepts the endpoint; the sign-in link is handed out.
         expect(listed.body.auth_required, name).toHaveLength(1)
-        const start = await fetch(listed.body.auth_required[0].login_url, { redirect: 'manual' })
+        const start = await pressContinue(listed.body.auth_required[0].login_url)
         const authorizeOrigin = new URL(start.headers.get('location')!).origin
         expect(authorizeOrigin, name).toBe(placement.field === 'authorization_endpoint' ? target.origin : upstream.origin)
       } else {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { protectedMcpEndpoint, startScriptedServer, type ScriptedServer } from '../peers/scripted-server.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
+import { pressContinue } from '../peers/browser.ts'
 
 // MCP 2025-03-26 "Fallbacks for Servers without Metadata Discovery" is for servers that have no
 // protected-resource metadata, not for ones whose metadata failed to load: those must not be sent
@@ -41,7 +42,7 @@ const prmDocument = (peer: ScriptedServer) => ({ json: { resource: `${peer.origi
 async function authorizationEndpointOf(relay: TestRelay): Promise<string> {
   const listed = await relay.post('/tools/list-tools', { user_id: 'wendy' })
   expect(listed.body.errors).toEqual([])
-  const start = await fetch(listed.body.auth_required[0].login_url, { redirect: 'manual' })
+  const start = await pressContinue(listed.body.auth_required[0].login_url)
   const location = new URL(start.headers.get('location')!)
   return location.origin + location.pathname
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { signInThroughBrowser } from '../peers/browser.ts'
+import { createCookieJar, pressContinue, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -31,10 +31,11 @@ const echo = (userId: string) => relay.post('/tools/call-tool', { user_id: userI
 
 /** Opens the login link as a browser does; returns the scope the authorization request asked for. */
 async function signIn(loginUrl: string, account: string): Promise<string[]> {
-  const start = await fetch(loginUrl, { redirect: 'manual' })
+  const jar = createCookieJar()
+  const start = await pressContinue(loginUrl, { jar })
   expect(start.status).toBe(302)
   const authorizationUrl = start.headers.get('location')!
-  const page = await signInThroughBrowser(authorizationUrl, account)
+  const page = await signInThroughBrowser(authorizationUrl, account, { jar })
   expect(page.status).toBe(200)
   return new URL(authorizationUrl).searchParams.get('scope')!.split(' ').sort()
 }
@@ -79,5 +80,43 @@ describe('step-up sign-in', () => {
     await signIn(first.body.login_url, 'tess')
     const stepUp = await echo('tess')
     expect(stepUp.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', login_url: expect.stringContaining('/oauth/start/') })
+  })
+})
+
+describe('step-up with SIGN_IN_CONFIRMATION=code', () => {
+  it('a step-up sign-in waiting for its code answers pending_confirmation, not another link; the old token still serves', async () => {
+    const codeRelay = await startRelay({
+      servers: [{ server_id: 'docs', mcp_url: upstream.url }],
+      env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host, SIGN_IN_CONFIRMATION: 'code' },
+    })
+    try {
+      const call = (tool: string) => codeRelay.post('/tools/call-tool', { user_id: 'uri', tool_ref: `docs::${tool}`, input: tool === 'echo' ? { text: 'hi' } : {} })
+      /** Signs in through the link; returns the confirmation code the page showed. */
+      const signInForCode = async (loginUrl: string) => {
+        const page = await signInThroughBrowser(loginUrl, 'uri')
+        expect(page.status).toBe(200)
+        return /id="confirmation-code">([^<]+)</.exec(page.html)![1]!
+      }
+      const confirm = (code: string) => codeRelay.post('/tools/auth-status', { user_id: 'uri', server_id: 'docs', confirm_code: code })
+
+      upstream.setScopesRequiredFor('echo', [])
+      const first = await call('echo')
+      expect((await confirm(await signInForCode(first.body.login_url))).body.servers[0].status).toBe('authorized')
+      expect((await call('echo')).body.ok).toBe(true)
+
+      upstream.setScopesRequiredFor('echo', ['docs:a'])
+      const stepUp = await call('echo')
+      expect(stepUp.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', login_url: expect.stringContaining('/oauth/start/') })
+      const code = await signInForCode(stepUp.body.login_url)
+      const waiting = await call('echo')
+      expect(waiting.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', pending_confirmation: true })
+      expect(waiting.body).not.toHaveProperty('login_url')
+      // Until the code is given, the token it would replace keeps serving what it may.
+      expect((await call('whoami')).body.ok).toBe(true)
+      expect((await confirm(code)).body.servers[0].status).toBe('authorized')
+      expect((await call('echo')).body.ok).toBe(true)
+    } finally {
+      await codeRelay.close()
+    }
   })
 })

@@ -1,6 +1,7 @@
 // A scripted browser for sign-in tests: fetch with `redirect: 'manual'` and a cookie jar, which
-// walks login link → authorization endpoint → the peer's sign-in form → back to the client's
-// redirect_uri, the way a person's browser does. Headless Chromium covers the real thing elsewhere.
+// walks login link → the relay's confirmation page (Continue: a POST with its CSRF token and
+// cookie) → authorization endpoint → the peer's sign-in form → back to the client's redirect_uri,
+// the way a person's browser does. Headless Chromium covers the real thing elsewhere.
 
 export interface CookieJar {
   /** Cookie header value for a request to `url`, or undefined when no cookie applies. */
@@ -94,10 +95,12 @@ export interface BrowserOptions {
 const MAX_HOPS = 20
 
 /**
- * Opens `loginUrl` and signs in at the authorization server as `account`, following every
- * redirect until the one that goes to the client's redirect_uri (a URL carrying `code` or
- * `error`), and returns that callback URL without opening it.
- * Throws when a page on the way is neither a redirect nor the sign-in form.
+ * Opens `loginUrl`, presses Continue on the relay's confirmation page, and signs in at the
+ * authorization server as `account`, following every redirect until the one that goes to the
+ * client's redirect_uri (a URL carrying `code` or `error`), and returns that callback URL without
+ * opening it. The callback completes only with the cookies of `options.jar` (the relay binds the
+ * flow to this browser): pass a jar and open the URL with `openInBrowser`.
+ * Throws when a page on the way is neither a redirect, the confirmation page nor the sign-in form.
  */
 export async function followToCallback(loginUrl: string, account: string, options: BrowserOptions = {}): Promise<string> {
   const jar = options.jar ?? createCookieJar()
@@ -106,6 +109,7 @@ export async function followToCallback(loginUrl: string, account: string, option
   let method: 'GET' | 'POST' = 'GET'
   let body: URLSearchParams | undefined
   let signedIn = false
+  let confirmed = false
 
   for (let hop = 0; hop < MAX_HOPS; hop++) {
     const response = await request(url, jar, timeoutMs, method, body)
@@ -122,6 +126,14 @@ export async function followToCallback(loginUrl: string, account: string, option
     }
 
     const html = await response.text()
+    const csrf = response.status === 200 && !confirmed ? findConfirmationToken(html) : undefined
+    if (csrf !== undefined) {
+      // The relay's confirmation page: its form posts back to the page's own URL.
+      method = 'POST'
+      body = new URLSearchParams({ csrf })
+      confirmed = true
+      continue
+    }
     const formAction = response.status === 200 ? findLoginFormAction(html) : undefined
     if (!formAction || signedIn) {
       throw new Error(`sign-in stopped at ${response.status} ${url.href}: ${html.slice(0, 300)}`)
@@ -145,6 +157,40 @@ export async function signInThroughBrowser(
   const callbackUrl = await followToCallback(loginUrl, account, { ...options, jar })
   const response = await request(new URL(callbackUrl), jar, options.timeoutMs ?? 5000, 'GET', undefined)
   return { status: response.status, html: await response.text(), headers: response.headers, callbackUrl }
+}
+
+/**
+ * Opens a login link as a browser and presses Continue on the confirmation page: returns the
+ * POST's answer (a 302 to the authorization endpoint when all is well), without following it.
+ * Throws when the link does not answer the confirmation page.
+ */
+export async function pressContinue(loginUrl: string, options: BrowserOptions = {}): Promise<Response> {
+  const jar = options.jar ?? createCookieJar()
+  const timeoutMs = options.timeoutMs ?? 5000
+  const url = new URL(loginUrl)
+  const page = await request(url, jar, timeoutMs, 'GET', undefined)
+  const html = await page.text()
+  const csrf = page.status === 200 ? findConfirmationToken(html) : undefined
+  if (csrf === undefined) throw new Error(`no confirmation page at ${url.pathname}: ${page.status} ${html.slice(0, 300)}`)
+  return request(url, jar, timeoutMs, 'POST', new URLSearchParams({ csrf }))
+}
+
+/** The value of the cookie `name` that `jar` would send to `url`, if any. */
+export function cookieValue(jar: CookieJar, url: string | URL, name: string): string | undefined {
+  const pair = jar.header(new URL(url))?.split('; ').find((candidate) => candidate.startsWith(`${name}=`))
+  return pair?.slice(name.length + 1)
+}
+
+/** A GET as the browser whose cookies `jar` holds (a callback URL, a page), not following redirects. */
+export function openInBrowser(url: string, jar: CookieJar, timeoutMs = 5000): Promise<Response> {
+  return request(new URL(url), jar, timeoutMs, 'GET', undefined)
+}
+
+/** The relay's confirmation page: a POST form carrying a hidden `csrf` field. */
+export function findConfirmationToken(html: string): string | undefined {
+  const form = /<form\b[^>]*\bmethod="post"[^>]*>[\s\S]*?<\/form>/i.exec(html)?.[0]
+  const value = form && /<input\b[^>]*\bname="csrf"[^>]*\bvalue="([^"]*)"/i.exec(form)?.[1]
+  return value === undefined || value === '' ? undefined : decodeHtml(value)
 }
 
 async function request(

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { followToCallback, signInThroughBrowser } from '../peers/browser.ts'
+import { createCookieJar, findConfirmationToken, followToCallback, openInBrowser, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -124,38 +124,75 @@ describe('sign-in flow against oidc-provider and an SDK MCP server', () => {
     expect(again.body.deleted_server_ids).toEqual([])
   })
 
-  it('refuses a login link twice, and a callback with a used, forged or missing state', async () => {
+  it('refuses a login link twice, and a callback with a used, forged or missing state, or from another browser', async () => {
     const status = await relay.post('/tools/auth-status', { user_id: 'replayer', server_id: 'docs' })
     const loginUrl = status.body.servers[0].login_url
-    const callbackUrl = await followToCallback(loginUrl, 'replayer')
+    const jar = createCookieJar()
+    const callbackUrl = await followToCallback(loginUrl, 'replayer', { jar })
 
-    const reused = await fetch(loginUrl, { redirect: 'manual' })
-    expect(reused.status).toBeGreaterThanOrEqual(400)
-    expect(reused.status).toBeLessThan(500)
+    // Used at Continue: the page and the form both answer the 4xx page now.
+    const reused = await openInBrowser(loginUrl, jar)
+    expect(reused.status).toBe(404)
+    expect(await reused.text()).toContain('This sign-in link does not work')
 
     const forged = new URL(callbackUrl)
     forged.searchParams.set('state', 'forged-state-value')
-    const forgedPage = await fetch(forged, { redirect: 'manual' })
+    const forgedPage = await openInBrowser(forged.href, jar)
     expect(forgedPage.status).toBe(400)
 
-    const missing = await fetch(`${relay.url}/oauth/callback?code=abc`, { redirect: 'manual' })
+    const missing = await openInBrowser(`${relay.url}/oauth/callback?code=abc`, jar)
     expect(missing.status).toBe(400)
 
-    const first = await fetch(callbackUrl, { redirect: 'manual' })
+    // Another browser (no cookie, or its own) changes nothing, and does not use the flow up.
+    const elsewhere = await fetch(callbackUrl, { redirect: 'manual' })
+    expect(elsewhere.status).toBe(400)
+    expect(await elsewhere.text()).toContain('This sign-in was started in another browser.')
+    expect((await whoami('replayer')).error_code).toBe('NOT_AUTHORIZED')
+
+    const first = await openInBrowser(callbackUrl, jar)
     expect(first.status).toBe(200)
-    const replayed = await fetch(callbackUrl, { redirect: 'manual' })
+    const replayed = await openInBrowser(callbackUrl, jar)
     expect(replayed.status).toBe(400)
     expect(replayed.headers.get('location')).toBeNull()
     expect((await whoami('replayer')).result.structuredContent.sub).toBe('replayer')
   })
 
+  it('Continue without the page\'s CSRF token or cookie is a 403 page and uses nothing up', async () => {
+    const status = await relay.post('/tools/auth-status', { user_id: 'csrf-target', server_id: 'docs' })
+    const loginUrl = status.body.servers[0].login_url
+    const jar = createCookieJar()
+    const page = await openInBrowser(loginUrl, jar)
+    expect(page.status).toBe(200)
+    const csrf = findConfirmationToken(await page.text())!
+    const post = (headers: Record<string, string>, body: string) =>
+      fetch(loginUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body, redirect: 'manual' })
+    const cookie = jar.header(new URL(loginUrl))!
+    // A forged form from another site: no cookie (SameSite=Lax keeps it off a cross-site POST), or
+    // the right cookie with a token it guessed, or none.
+    for (const [headers, body] of [
+      [{ origin: 'https://evil.example' }, `csrf=${csrf}`],
+      [{ cookie }, `csrf=${'A'.repeat(43)}`],
+      [{ cookie }, ''],
+    ] as const) {
+      const refused = await post(headers, body)
+      expect(refused.status).toBe(403)
+      expect(refused.headers.get('location')).toBeNull()
+      expect(await refused.text()).toContain('This sign-in was not confirmed')
+    }
+    // The link is still live: the real page's form goes on to the authorization server.
+    const accepted = await post({ cookie, origin: 'null' }, `csrf=${csrf}`)
+    expect(accepted.status).toBe(302)
+    expect(new URL(accepted.headers.get('location')!).origin).toBe(as.url)
+  })
+
   it('shows an error page for error= and stores nothing', async () => {
     const status = await relay.post('/tools/auth-status', { user_id: 'refuser', server_id: 'docs' })
-    const callbackUrl = new URL(await followToCallback(status.body.servers[0].login_url, 'refuser'))
+    const jar = createCookieJar()
+    const callbackUrl = new URL(await followToCallback(status.body.servers[0].login_url, 'refuser', { jar }))
     callbackUrl.searchParams.delete('code')
     callbackUrl.searchParams.set('error', 'access_denied')
     callbackUrl.searchParams.set('error_description', '<script>alert(1)</script>')
-    const page = await fetch(callbackUrl, { redirect: 'manual' })
+    const page = await openInBrowser(callbackUrl.href, jar)
     expect(page.status).toBe(400)
     const html = await page.text()
     expect(html).not.toContain('<script>')

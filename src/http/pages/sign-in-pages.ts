@@ -8,8 +8,47 @@ export function isBrowserPath(url: string): boolean {
   return url.startsWith('/oauth/start/') || url === '/oauth/callback' || url.startsWith('/oauth/callback?')
 }
 
-export function connectedPage(name: string): Page {
-  return { tone: 'success', title: 'Signed in', paragraphs: [`${name} is now connected.`, CLOSE_HINT] }
+/**
+ * DESIGN.md §6: the login link's page names what will be connected, for whom, and asks the person
+ * to go on only if they asked for it in their own chat (a link someone else sent would connect
+ * their account to that someone's chat).
+ */
+export function confirmationPage(facts: { serverName: string; tenant: string; userId: string; csrfToken: string }): Page {
+  return {
+    tone: 'question',
+    title: `Connect ${facts.serverName}?`,
+    paragraphs: ['You are about to sign in and connect this account to an assistant chat:'],
+    facts: [
+      ['Server', facts.serverName],
+      ['Workspace', facts.tenant],
+      ['Chat user', shortUserId(facts.userId)],
+    ],
+    notes: [
+      'Continue only if you asked for this yourself, in your own chat with the assistant.',
+      'If someone sent you this link, close this page: continuing would let their chat use your account.',
+    ],
+    form: { csrfToken: facts.csrfToken, button: 'Continue to sign in' },
+  }
+}
+
+/** Long ids (an email, a UUID, a signed id) are shortened to their ends: enough to recognise, not to copy. */
+export function shortUserId(userId: string): string {
+  return userId.length <= 24 ? userId : `${userId.slice(0, 12)}…${userId.slice(-8)}`
+}
+
+/** The callback's success page; with a confirmation code (SIGN_IN_CONFIRMATION=code) it shows the code to give the assistant. */
+export function connectedPage(name: string, confirmationCode?: string): Page {
+  if (confirmationCode === undefined) return { tone: 'success', title: 'Signed in', paragraphs: [`${name} is now connected.`, CLOSE_HINT] }
+  return {
+    tone: 'success',
+    title: 'One more step',
+    paragraphs: [`You signed in to ${name}. To finish, give the assistant this confirmation code in your chat:`],
+    code: confirmationCode,
+    notes: [
+      'It works once, for 10 minutes. Give it only to your own chat with the assistant, never to a person or another site.',
+      'Then you can close this window.',
+    ],
+  }
 }
 
 export function signInFailedPage(message: string): Page {
@@ -18,6 +57,7 @@ export function signInFailedPage(message: string): Page {
 
 const ERROR_TITLES: Partial<Record<RelayErrorCode, string>> = {
   NOT_FOUND: 'This sign-in link does not work',
+  FORBIDDEN: 'This sign-in was not confirmed',
   RATE_LIMITED: 'Too many attempts',
   STORE_UNAVAILABLE: 'The relay is unavailable',
 }

@@ -2,8 +2,9 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import { RelayError } from '../../errors.ts'
 import type { RelayService } from '../../relay/types.ts'
+import { confirmationForm, createBrowserBinding } from '../browser-binding.ts'
 import { sendPage } from '../pages/html-page.ts'
-import { connectedPage, signInFailedPage } from '../pages/sign-in-pages.ts'
+import { confirmationPage, connectedPage, signInFailedPage } from '../pages/sign-in-pages.ts'
 
 export interface SignInRoutesOptions {
   relay: RelayService
@@ -13,12 +14,17 @@ export interface SignInRoutesOptions {
   rateLimit: { max: number; timeWindowMs: number }
 }
 
+/** The confirmation form is a few hundred bytes. */
+const FORM_BODY_LIMIT_BYTES = 4096
+
 /**
- * The browser's half of sign-in (DESIGN.md §5, "The sign-in flow"): the login link redirects to
- * the authorization server, which sends the browser back to the callback. Both answer HTML.
+ * The browser's half of sign-in (DESIGN.md §5, "The sign-in flow"; §6): the login link shows a
+ * confirmation page, its form posts back and is redirected to the authorization server, which
+ * sends the browser back to the callback. All answer HTML.
  */
 export async function signInRoutes(fastify: FastifyInstance, options: SignInRoutesOptions): Promise<void> {
   const { relay, publicBaseUrl } = options
+  const binding = createBrowserBinding(publicBaseUrl)
 
   await fastify.register(rateLimit, {
     global: false,
@@ -26,12 +32,42 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
       new RelayError('RATE_LIMITED', `There were too many sign-in requests from this address; try again in ${context.after}.`),
   })
   const limited = { rateLimit: { max: options.rateLimit.max, timeWindow: options.rateLimit.timeWindowMs } }
+  // The confirmation page's form; in this plugin only, so the tool routes still take JSON alone.
+  fastify.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
+    (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+  )
 
+  // GET (and HEAD) change nothing: a link preview, a mail scanner or a second click sees the page
+  // and leaves the ticket live. Only the browser cookie is set, if the browser has none yet.
   fastify.get<{ Params: { ticket: string } }>('/oauth/start/:ticket', { config: limited }, async (request, reply) => {
-    const result = await relay.startSignIn(request.params.ticket)
+    const { ticket } = request.params
+    const result = await relay.describeSignIn(ticket)
+    if (result.kind === 'invalid') throw new RelayError('NOT_FOUND', result.message)
+    let browser = binding.fromCookieHeader(request.headers.cookie)
+    if (!browser) {
+      browser = binding.newValue()
+      reply.header('set-cookie', binding.setCookie(browser))
+    }
+    return sendPage(reply, 200, confirmationPage({ ...result, csrfToken: binding.csrfToken(browser, ticket) }))
+  })
+
+  fastify.post<{ Params: { ticket: string } }>('/oauth/start/:ticket', { config: limited }, async (request, reply) => {
+    const { ticket } = request.params
+    const browser = binding.fromCookieHeader(request.headers.cookie)
+    const form = confirmationForm.safeParse(request.body)
+    // Not the Origin header: with Referrer-Policy no-referrer browsers send `Origin: null` on this
+    // same-origin POST (FIELD-NOTES.md, 2026-11-27). The token is what only this browser's page holds.
+    const result = browser && form.success && binding.isCsrfToken(browser, ticket, form.data.csrf)
+      ? await relay.startSignIn(ticket, { csrfValid: true, browserHash: binding.hash(browser) })
+      : await relay.startSignIn(ticket, { csrfValid: false })
+    if (result.kind === 'refused') throw new RelayError('FORBIDDEN', result.message)
     if (result.kind === 'invalid') throw new RelayError('NOT_FOUND', result.message)
     // no-referrer: the authorization server must not learn the ticket from the Referer header.
-    return reply.headers({ 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' }).redirect(result.url, 302)
+    return reply
+      .headers({ 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'set-cookie': binding.setCookie(browser!) })
+      .redirect(result.url, 302)
   })
 
   fastify.get('/oauth/callback', { config: limited }, async (request, reply) => {
@@ -39,10 +75,11 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
     // PUBLIC_BASE_URL may carry a path prefix that a proxy stripped from request.url.
     const queryStart = request.url.indexOf('?')
     const query = queryStart === -1 ? '' : request.url.slice(queryStart)
-    const result = await relay.completeSignIn(new URL(`${publicBaseUrl}/oauth/callback${query}`))
+    const browser = binding.fromCookieHeader(request.headers.cookie)
+    const result = await relay.completeSignIn(new URL(`${publicBaseUrl}/oauth/callback${query}`), browser && binding.hash(browser))
     if (result.kind === 'connected') {
       request.log.info({ serverId: result.serverId }, 'sign-in completed')
-      return sendPage(reply, 200, connectedPage(result.description || result.serverId))
+      return sendPage(reply, 200, connectedPage(result.description || result.serverId, result.confirmationCode))
     }
     request.log.info({ status: result.status }, 'sign-in failed')
     return sendPage(reply, result.status, signInFailedPage(result.message))

@@ -18,7 +18,11 @@ export async function toolRoutes(fastify: FastifyInstance, options: ToolRoutesOp
 
   fastify.post('/tools/auth-status', async (request) => {
     const body = parseBody(authStatusRequest, request.body)
-    return relay.authStatus(callerOf(request, identity, body.userId), { serverIds: body.serverIds, forceReauth: body.forceReauth })
+    return relay.authStatus(callerOf(request, identity, body.userId), {
+      serverIds: body.serverIds,
+      forceReauth: body.forceReauth,
+      confirmCode: body.confirmCode,
+    })
   })
 
   fastify.post('/tools/list-tools', async (request) => {
