@@ -9,7 +9,7 @@ import type { Caller, ResetResult } from './types.ts'
 /**
  * POST /oauth/reset (and POST /admin/reset for any tenant): deletes this tenant's user's tokens
  * for one server or for all configured servers, and what depended on them (pooled session,
- * per-user tool list, step-up count), then revokes each deleted grant at its authorization
+ * per-user tool list, step-up count, a sign-in waiting for its code), then revokes each deleted grant at its authorization
  * server (RFC 7009). Nothing of any other user is touched: every key below is built from
  * (tenant, user_id). A revocation that fails leaves nothing behind: the token is deleted first.
  */
@@ -17,22 +17,23 @@ export async function reset(deps: RelayDeps, caller: Caller, request: { serverId
   const servers = request.serverId === undefined ? [...deps.config.servers.values()] : [findServer(deps, request.serverId, 'server_id')]
   const deleted: Array<{ server: (typeof servers)[number]; token: UpstreamToken | undefined }> = []
   for (const server of servers) {
+    // A service account's token is the server's, not this user's: a user's reset leaves it alone.
+    if (server.grantType === 'client_credentials') continue
     const owner = ownerOf(caller, server)
+    // SIGN_IN_CONFIRMATION=code: a sign-in still waiting for its code goes too.
+    await deps.pendingSignIns.remove(owner)
     // Under the refresh lock: a refresh in flight would otherwise store its token after this removal.
     const removed = await withRefreshLock(deps.oauth, owner, async () => {
       const token = await deps.tokens.get(owner)
       return (await deps.tokens.remove(owner)) ? { token } : undefined
     })
     if (removed) deleted.push({ server, token: removed.token })
+    deps.logger.info({ event: 'reset', tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId, deleted: removed !== undefined }, 'tokens reset')
     await deps.pool.drop(poolKey(owner))
     if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, owner))
     await deps.stepUps.delete(storeKey(owner.tenant, owner.userId, owner.serverId))
   }
   const deletedIds = deleted.map(({ server }) => server.serverId)
-  deps.logger.info(
-    { event: 'reset', tenant: caller.tenant, userId: caller.userId, serverId: request.serverId ?? null, deleted: deletedIds },
-    'tokens reset',
-  )
   // In parallel, each bounded by its server's timeout: a reset of every server waits for the slowest one only.
   const revoked = await Promise.all(deleted.map(({ server, token }) => revokeGrant(deps, server, ownerOf(caller, server), token)))
   return {

@@ -134,6 +134,16 @@ describe('SIGN_IN_CONFIRMATION=code', () => {
     expect(await confirm('rosa', second)).toMatchObject({ status: 'authorized' })
   })
 
+  it('a reset discards a sign-in waiting for its code', async () => {
+    const code = await signInPending('tove')
+    const reset = await post(relay, '/oauth/reset', { user_id: 'tove' })
+    expect(reset.deleted_server_ids).toEqual([])
+    const after = await confirm('tove', code)
+    expect(after).toMatchObject({ status: 'need_auth', login_url: expect.stringContaining('/oauth/start/') })
+    expect(after).not.toHaveProperty('pending_confirmation')
+    expect(await relay.deps.tokens.get({ tenant: 'default', userId: 'tove', serverId: 'docs' })).toBeUndefined()
+  })
+
   it('a code confirms exactly its tenant, user and server', async () => {
     const code = await signInPending('sven')
     // Another user, the same user id under another tenant, and another server: nothing waits there.
