@@ -91,7 +91,7 @@ async function requestToken(
   const sentAt = deps.now()
   try {
     const response = await oidc.clientCredentialsGrant(config, parameters)
-    deps.logger.info({ serverId: owner.serverId }, 'service account token obtained')
+    deps.logger.info({ event: 'service_account.ok', ...audit(owner) }, 'service account token obtained')
     return toUpstreamToken(response, {
       issuer: auth.metadata.issuer,
       clientId: client.clientId,
@@ -101,9 +101,17 @@ async function requestToken(
     })
   } catch (error) {
     const failure = describeOAuthFailure(error, `The service account of ${owner.serverId} could not get a token`)
-    deps.logger.warn({ serverId: owner.serverId, oauthError: failure.oauthError, transient: failure.transient }, 'service account token refused')
+    deps.logger.warn(
+      { event: failure.transient ? 'service_account.failed' : 'service_account.refused', ...audit(owner), oauthError: failure.oauthError },
+      failure.transient ? 'service account token request failed, will retry' : 'service account token refused',
+    )
     if (failure.transient) throw new ServiceAccountUnavailableError(failure.message, { cause: error })
     const hint = failure.oauthError === 'invalid_client' ? '; check client_id and its client_secret or private key' : ''
     throw new ServiceAccountRefusedError(`${failure.message}${hint}`, { cause: error })
   }
+}
+
+/** The audit fields (DESIGN.md §6): a service account's tenant and user are `*`, everyone's. */
+function audit(owner: TokenOwner): { tenant: string; userId: string; serverId: string } {
+  return { tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId }
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer, type ClientMetadata } from '../peers/authorization-server.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { captureLogLines } from '../battery/harness.ts'
 import { claimRedisDatabase, type IsolatedStore } from '../support/isolated-stores.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -50,10 +51,13 @@ afterAll(async () => {
   await Promise.allSettled([upstream?.close(), as?.close()])
 })
 
+const logs = captureLogLines()
+
 async function relayWith(entry: Record<string, unknown>, options: { env?: Record<string, string>; storeKeyPrefix?: string } = {}): Promise<TestRelay> {
   const relay = await startRelay({
+    logStream: logs.stream,
     servers: [{ server_id: 'svc', description: 'Reports', mcp_url: upstream.url, grant_type: 'client_credentials', ...entry }],
-    env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host, ...options.env },
+    env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host, LOG_LEVEL: 'info', ...options.env },
     ...(options.storeKeyPrefix ? { storeKeyPrefix: options.storeKeyPrefix } : {}),
   })
   relays.push(relay)
@@ -122,8 +126,12 @@ describe('a service account', () => {
     const called = await whoami(relay, 'ada')
     expect(called).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR' })
     expect(called.message).toMatch(/refused the client/)
-    const everything = JSON.stringify([status.body, listed.body, called])
+    const everything = JSON.stringify([status.body, listed.body, called, logs.lines])
     expect(everything).not.toContain(wrong)
+    // Audit: one service_account.refused line per attempt, naming the server and no secret.
+    const refused = logs.lines.map((line) => JSON.parse(line)).filter((record) => record.event === 'service_account.refused')
+    expect(refused.length).toBeGreaterThanOrEqual(1)
+    expect(refused[0]).toMatchObject({ tenant: '*', userId: '*', serverId: 'svc', oauthError: 'invalid_client' })
     expect(everything).not.toContain('"login_url"')
     expect(everything).not.toContain('/oauth/start/')
   })
