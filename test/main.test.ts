@@ -2,6 +2,7 @@
 // SIGTERM stops accepting connections, lets the request in flight finish, closes the pooled
 // upstream sessions and the store, and exits 0 within the shutdown bound.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMcpUpstream, type McpUpstream } from './peers/mcp-upstream.ts'
 import { SLOW_TOOL } from './peers/upstream-tools.ts'
 import { freePort } from './support/free-port.ts'
+import { claimRedisDatabase } from './support/isolated-stores.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const API_KEY = 'shutdown-key-0123456789abcdef'
@@ -133,7 +135,7 @@ describe('graceful shutdown of src/main.ts', () => {
 })
 
 describe('a clean start of src/main.ts', () => {
-  it('prints no warning on stderr (no deprecation, no experimental feature) and JSON log lines on stdout when it is not a terminal', async () => {
+  it.each(['sqlite', 'redis'] as const)('prints no warning on stderr (no deprecation, no experimental feature) and JSON log lines on stdout when it is not a terminal (%s store)', async (kind) => {
     // The same node flags as `npm start`, read from package.json so the test follows the script.
     const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
     const [node, ...args] = start.split(' ')
@@ -141,6 +143,11 @@ describe('a clean start of src/main.ts', () => {
     const port = await freePort()
     // The default store kind (SQLite through node:sqlite, experimental on Node 22), in a temp dir.
     const dataDir = mkdtempSync(join(tmpdir(), 'relay-clean-start-'))
+    // A shared store too: every namespace's adapter listens on one Redis client (no listener warning).
+    const redis = kind === 'redis' ? await claimRedisDatabase() : undefined
+    const store = redis
+      ? { STORE_URL: redis.url, RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }
+      : { STORE_URL: `sqlite://${join(dataDir, 'relay.sqlite')}` }
     let stdout = ''
     let stderr = ''
     const started = spawn(process.execPath, args, {
@@ -150,7 +157,7 @@ describe('a clean start of src/main.ts', () => {
         HOME: process.env.HOME ?? '',
         PORT: String(port),
         HOST: '127.0.0.1',
-        STORE_URL: `sqlite://${join(dataDir, 'relay.sqlite')}`,
+        ...store,
         MCP_SERVERS_JSON: JSON.stringify({ servers: [{ server_id: 'open', mcp_url: upstream.url }] }),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -181,6 +188,7 @@ describe('a clean start of src/main.ts', () => {
     } finally {
       if (started.exitCode === null && started.signalCode === null) started.kill('SIGKILL')
       rmSync(dataDir, { recursive: true, force: true })
+      await redis?.release()
     }
   })
 })

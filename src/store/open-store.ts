@@ -111,6 +111,9 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
       } catch {
         throw new Error('STORE_URL is not a valid redis:// URL') // the parser's message may quote the URL
       }
+      // Every namespace's adapter below adds its own 'error' listener to this one shared client:
+      // one each, plus the client's own, is expected and no leak (Node warns past 10).
+      client.setMaxListeners(NAMESPACE_NAMES.length + 4)
       // Wait briefly for the first connection so requests right after start-up find it ready; a
       // Redis that is down does not stop start-up (readiness reports it) and is picked up later.
       let closed = false

@@ -3,10 +3,11 @@
 // (oidc-provider), lands on the relay's callback page. Then what must not work: a callback URL
 // replayed in another browser, the confirmation page in a frame, a link used up by a preview;
 // and SIGN_IN_CONFIRMATION=code end to end.
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type { Page, Response } from 'playwright-core'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
@@ -16,8 +17,13 @@ import { cookieValue, createCookieJar, pressContinue } from '../peers/browser.ts
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
 import { launchChromium, type Chromium } from './chromium.ts'
 
-const SCREENSHOT = resolve(import.meta.dirname, '../../docs/callback-page.png')
-const CONFIRMATION_SCREENSHOT = resolve(import.meta.dirname, '../../docs/confirmation-page.png')
+/**
+ * The README's pictures of the pages, taken in Chromium. Written into docs/ only with
+ * UPDATE_SCREENSHOTS=1 (a test run must not change the work tree); else into a temp folder.
+ */
+const SCREENSHOT_DIR = process.env.UPDATE_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../docs') : mkdtempSync(join(tmpdir(), 'relay-screenshots-'))
+const SCREENSHOT = join(SCREENSHOT_DIR, 'callback-page.png')
+const CONFIRMATION_SCREENSHOT = join(SCREENSHOT_DIR, 'confirmation-page.png')
 
 let as: AuthorizationServer
 let docs: McpUpstream
@@ -418,7 +424,7 @@ describe('SIGN_IN_CONFIRMATION=code in headless Chromium', () => {
   const wrong = (code: string, index: number) => `${code.slice(0, 6)}${String(index).repeat(5)}` === code ? `${code.slice(0, 6)}ZZZZZ` : `${code.slice(0, 6)}${String(index).repeat(5)}`
 
   it('wrong code: still pending, no link; right code: signed in as the account that signed in', async () => {
-    const code = await codeFromBrowser('jules', 'jules', resolve(import.meta.dirname, '../../docs/confirmation-code-page.png'))
+    const code = await codeFromBrowser('jules', 'jules', join(SCREENSHOT_DIR, 'confirmation-code-page.png'))
     const pending = await whoami('jules')
     expect(pending).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', pending_confirmation: true })
     expect(pending).not.toHaveProperty('login_url')
