@@ -1,23 +1,11 @@
 // What the private Redis and PostgreSQL servers of a test run have in common.
 import type { ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
+export { freePort } from '../../test/support/free-port.ts'
 
 export interface RunningService {
   url: string
   /** Stops the server and removes its files. */
   stop(): Promise<void>
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Sends `signal` and waits for the exit; SIGKILL after `graceMs`. */
