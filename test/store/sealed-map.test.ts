@@ -4,6 +4,7 @@ import { openStore, type RelayStore } from '../../src/store/open-store.ts'
 import { createSealer } from '../../src/store/seal.ts'
 import { createSealedMap } from '../../src/store/sealed-map.ts'
 import { BACKENDS, cleanUp, removeSqliteDirs, uniquePrefix } from './backends.ts'
+import { waitUntil } from '../battery/harness.ts'
 
 interface Token {
   access_token: string
@@ -46,9 +47,10 @@ describe.each(BACKENDS)('sealed map on $kind', ({ url }) => {
     expect(await tokens.get('alice')).toEqual(token)
     expect(await tokens.get('bob')).toBeUndefined()
 
-    await tokens.set('short', token, 150)
-    await new Promise((done) => setTimeout(done, 300))
-    expect(await tokens.get('short')).toBeUndefined()
+    await tokens.set('short', token, 1500)
+    expect(await tokens.get('short')).toEqual(token)
+    // Polled (bounded) until the ttl has run out: no fixed sleep to outlast it.
+    await waitUntil(async () => (await tokens.get('short')) === undefined, 8000, 'the short token to expire')
 
     expect(await tokens.delete('alice')).toBe(true)
     expect(await tokens.delete('alice')).toBe(false)
