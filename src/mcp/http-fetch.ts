@@ -65,7 +65,8 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
     const body = bodyBytes(init.body)
     if (body !== undefined) headers['content-length'] = body.byteLength
 
-    return new Promise((resolve, reject) => {
+    const attempt = (retried: boolean): Promise<Response> => new Promise((resolve, reject) => {
+      let answered = false
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
       const req = send(
         {
@@ -78,9 +79,20 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
           agent: agents[url.protocol as 'http:' | 'https:'],
           ...(signal ? { signal } : {}),
         },
-        (res) => resolve(toResponse(res, method)),
+        (res) => {
+          answered = true
+          resolve(toResponse(res, method))
+        },
       )
-      req.once('error', (error) => reject(signal?.aborted ? signal.reason : new TypeError('fetch failed', { cause: error })))
+      req.once('error', (error) => {
+        if (signal?.aborted) return reject(signal.reason)
+        // A kept-alive connection the server closed just as it was reused (its idle timeout raced
+        // ours, e.g. with the event loop busy): a server closing an idle connection has read
+        // nothing of this request, so it is sent once more on a new connection, as Node's docs
+        // advise (request.reusedSocket). A fresh connection that breaks is not retried.
+        if (!retried && !answered && req.reusedSocket && isResetBeforeAnswer(error)) return attempt(true).then(resolve, reject)
+        reject(new TypeError('fetch failed', { cause: error }))
+      })
       req.once('socket', (socket) => {
         if (!socket.connecting) return
         const timer = setTimeout(() => req.destroy(new Error(`connecting to ${url.host} took longer than ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
@@ -89,6 +101,7 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
       })
       req.end(body)
     })
+    return attempt(false)
   }
 
   return {
@@ -118,6 +131,12 @@ function checkConnections(agent: HttpAgent, protocol: 'http:' | 'https:', connec
     })
     return undefined
   }) as HttpAgent['createConnection']
+}
+
+/** The connection broke (reset, or closed under the write): with no answer yet, the request was not read. */
+function isResetBeforeAnswer(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'ECONNRESET' || code === 'EPIPE'
 }
 
 function bodyBytes(body: RequestInit['body']): Uint8Array | undefined {

@@ -176,4 +176,41 @@ describe('createHttpFetch with a connectLookup (the SSRF check at connect time, 
       guarded.close()
     }
   })
+
+  it('sends a request once more on a new connection when a reused one was closed under it, and only then', async () => {
+    // A server that drops each connection on its second request without answering: what a
+    // client meets when the server's idle timeout closes a kept-alive connection as it is reused.
+    let requests = 0
+    let sockets = 0
+    const dropping = createServer((req, res) => {
+      requests++
+      const socket = req.socket as typeof req.socket & { served?: number }
+      socket.served = (socket.served ?? 0) + 1
+      if (socket.served === 2 || req.url === '/always') return socket.destroy()
+      req.resume()
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(`answer ${requests}`))
+    })
+    dropping.on('connection', () => sockets++)
+    await new Promise<void>((resolve) => dropping.listen(0, '127.0.0.1', resolve))
+    const base = `http://127.0.0.1:${(dropping.address() as AddressInfo).port}`
+    const own = createHttpFetch()
+    try {
+      expect(await (await own.fetch(`${base}/a`, { method: 'POST', body: 'one' })).text()).toBe('answer 1')
+      // Reused connection dropped: answered from a second connection, the request sent twice in all.
+      expect(await (await own.fetch(`${base}/b`, { method: 'POST', body: 'two' })).text()).toBe('answer 3')
+      expect({ requests, sockets }).toEqual({ requests: 3, sockets: 2 })
+      // A new connection that breaks is an error at once, not a second try.
+      own.close()
+      const fresh = createHttpFetch()
+      const failed = await fresh.fetch(`${base}/always`, { method: 'POST', body: 'three' }).then(() => undefined, (error: unknown) => error)
+      fresh.close()
+      expect(failed).toBeInstanceOf(TypeError)
+      expect((failed as TypeError).message).toBe('fetch failed')
+      expect(requests).toBe(4)
+    } finally {
+      own.close()
+      dropping.closeAllConnections()
+      await new Promise((resolve) => dropping.close(resolve))
+    }
+  })
 })
