@@ -98,23 +98,27 @@ describe.each(BACKENDS)('$kind lock', ({ kind, url }) => {
     await setUp()
     let stolen: string | undefined
     let signal: AbortSignal | undefined
+    // The body outlives the ttl by half again; renewals every ttl/3 keep it, with room for a
+    // renewal to run a second late on a loaded machine (a 300 ms ttl did not).
+    const ttlMs = 2400
+    const started = Date.now()
     const result = await withLock(
       lock,
       'refresh',
       async (s) => {
         signal = s
-        for (let i = 0; i < 8; i++) {
-          await sleep(100)
-          stolen ??= await lock.acquire('refresh', 300)
+        while (Date.now() - started < ttlMs * 1.5) {
+          await sleep(300)
+          stolen ??= await lock.acquire('refresh', ttlMs)
         }
         return 'refreshed'
       },
-      { ttlMs: 300, waitMs: 1000 },
+      { ttlMs, waitMs: 1000 },
     )
     expect(result).toBe('refreshed')
     expect(stolen).toBeUndefined()
     expect(signal?.aborted).toBe(false)
-    expect(await lock.acquire('refresh', 300)).toBeTypeOf('string') // released after
+    expect(await lock.acquire('refresh', ttlMs)).toBeTypeOf('string') // released after
   })
 
   it('takes over from a holder that died without releasing, after its ttl', async () => {
