@@ -60,7 +60,9 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
     const headers: OutgoingHttpHeaders = { 'user-agent': USER_AGENT }
     // Fetch's default for a form body (openid-client sets it itself).
     if (init.body instanceof URLSearchParams) headers['content-type'] = 'application/x-www-form-urlencoded;charset=UTF-8'
-    new Headers(init.headers).forEach((value, name) => {
+    // The transports hand over a Headers already (copying it cost a Headers a request).
+    const given = init.headers instanceof Headers ? init.headers : new Headers(init.headers)
+    given.forEach((value, name) => {
       headers[name] = value
     })
     const body = bodyBytes(init.body)
@@ -156,11 +158,10 @@ function headersOf(res: IncomingMessage): Headers {
 function answerResponse(res: IncomingMessage, answer: EventStreamAnswer): Response {
   const headers = headersOf(res)
   if (answer.kind === 'stream') return new Response(answer.body, { status: 200, statusText: res.statusMessage ?? '', headers })
-  const body = Buffer.from(answer.text)
   headers.set('content-type', 'application/json')
-  headers.set('content-length', String(body.byteLength))
+  headers.set('content-length', String(Buffer.byteLength(answer.text)))
   headers.delete('transfer-encoding')
-  const response = new Response(body, { status: 200, statusText: res.statusMessage ?? '', headers })
+  const response = new Response(answer.text, { status: 200, statusText: res.statusMessage ?? '', headers })
   wholeBodies.add(response)
   return response
 }
