@@ -36,4 +36,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # main.ts stops on SIGTERM: it stops accepting, lets requests in flight finish (at most 10 s),
 # closes the upstream sessions and the store. Give `docker stop` more than that (-t 15).
 STOPSIGNAL SIGTERM
-CMD ["node", "--experimental-strip-types", "--disable-warning=ExperimentalWarning", "src/main.ts"]
+CMD ["node", "--experimental-strip-types", "--disable-warning=ExperimentalWarning", "--max-semi-space-size=8", "src/main.ts"]

@@ -3,6 +3,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { isIP, type LookupFunction } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Readable } from 'node:stream'
+import { readEventStreamAnswer, type EventStreamAnswer } from './event-stream-answer.ts'
 import type { FetchLike } from './upstream-fetch.ts'
 
 /** How long opening a TCP (and TLS) connection to an upstream may take. */
@@ -59,7 +60,9 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
     const headers: OutgoingHttpHeaders = { 'user-agent': USER_AGENT }
     // Fetch's default for a form body (openid-client sets it itself).
     if (init.body instanceof URLSearchParams) headers['content-type'] = 'application/x-www-form-urlencoded;charset=UTF-8'
-    new Headers(init.headers).forEach((value, name) => {
+    // The transports hand over a Headers already (copying it cost a Headers a request).
+    const given = init.headers instanceof Headers ? init.headers : new Headers(init.headers)
+    given.forEach((value, name) => {
       headers[name] = value
     })
     const body = bodyBytes(init.body)
@@ -81,7 +84,8 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
         },
         (res) => {
           answered = true
-          resolve(toResponse(res, method))
+          if (method !== 'POST' || !isEventStream(res)) return resolve(toResponse(res, method))
+          readEventStreamAnswer(res).then((answer) => resolve(answerResponse(res, answer)), reject)
         },
       )
       req.once('error', (error) => {
@@ -150,9 +154,37 @@ function bodyBytes(body: RequestInit['body']): Uint8Array | undefined {
   throw new TypeError('fetch: only string and byte bodies are supported')
 }
 
-function toResponse(res: IncomingMessage, method: string): Response {
+/** Responses whose body is already read whole (bounded, in memory): nothing is left to count or abort. */
+const wholeBodies = new WeakSet<Response>()
+
+export function hasWholeBody(response: Response): boolean {
+  return wholeBodies.has(response)
+}
+
+function isEventStream(res: IncomingMessage): boolean {
+  return res.statusCode === 200 && (res.headers['content-type']?.includes('text/event-stream') ?? false)
+}
+
+function headersOf(res: IncomingMessage): Headers {
   const headers = new Headers()
   for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
+  return headers
+}
+
+/** A POSTed message's event-stream answer (event-stream-answer.ts): as the equivalent JSON, or as it came. */
+function answerResponse(res: IncomingMessage, answer: EventStreamAnswer): Response {
+  const headers = headersOf(res)
+  if (answer.kind === 'stream') return new Response(answer.body, { status: 200, statusText: res.statusMessage ?? '', headers })
+  headers.set('content-type', 'application/json')
+  headers.set('content-length', String(Buffer.byteLength(answer.text)))
+  headers.delete('transfer-encoding')
+  const response = new Response(answer.text, { status: 200, statusText: res.statusMessage ?? '', headers })
+  wholeBodies.add(response)
+  return response
+}
+
+function toResponse(res: IncomingMessage, method: string): Response {
+  const headers = headersOf(res)
   const status = res.statusCode ?? 0
   const empty = method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)
   if (empty) res.resume()

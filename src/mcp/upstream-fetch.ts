@@ -1,4 +1,5 @@
 import { extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js'
+import { hasWholeBody } from './http-fetch.ts'
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>
 
@@ -150,6 +151,10 @@ function limitBody(response: Response, maxBytes: number, done: () => void): Resp
   if (declared > maxBytes) {
     void body.cancel()
     throw new UpstreamTooLargeError(maxBytes)
+  }
+  if (hasWholeBody(response)) {
+    done()
+    return response
   }
   // A pull-based wrapper rather than pipeThrough(TransformStream): a pipe costs several promises
   // and a second queue per chunk, on every call.

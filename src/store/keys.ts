@@ -1,8 +1,11 @@
 // Lone UTF-16 surrogates make encodeURIComponent throw (and would turn into U+FFFD, colliding,
 // once a backend stores the key as UTF-8), so they get their own escape, `%uXXXX`.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+const ANY_SURROGATE = /[\uD800-\uDFFF]/
 
 function encodePart(part: string): string {
+  // Most keys hold no surrogate at all: one test instead of the lookbehind scan (a third of a store read's cost).
+  if (!ANY_SURROGATE.test(part)) return encodeURIComponent(part)
   let encoded = ''
   let last = 0
   for (const match of part.matchAll(LONE_SURROGATE)) {

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
-import { logDestination, loggablePath, loggerOptions } from '../../src/http/logging.ts'
+import { logDestination, loggablePath, loggerOptions, redactLine } from '../../src/http/logging.ts'
 import { ACME_KEY, bearer, makeApp, signUserIdForTest } from './helpers.ts'
 
 function captureLogs() {
@@ -132,6 +132,38 @@ describe('logs', () => {
     expect(loggablePath('/oauth/start/abc?x=1')).toBe('/oauth/start/:ticket')
     expect(loggablePath('/oauth/reset')).toBe('/oauth/reset')
     expect(loggablePath('/tools/list-tools')).toBe('/tools/list-tools')
+  })
+})
+
+describe('redactLine', () => {
+  it('blanks secret fields at the top level and two levels down, in objects and arrays', () => {
+    const line = JSON.stringify({
+      level: 30,
+      access_token: 'AT-1',
+      flow: { state: 'ST-1', nested: { code_verifier: 'CV-1' } },
+      list: [{ refresh_token: 'RT-1' }],
+      req: { headers: { authorization: 'Bearer K-1', cookie: 'c=C-1' } },
+      res: { headers: { 'set-cookie': 'C-2' } },
+      msg: 'm',
+    })
+    const redacted = JSON.parse(redactLine(`${line}\n`))
+    expect(redacted).toEqual({
+      level: 30,
+      access_token: '[redacted]',
+      flow: { state: '[redacted]', nested: { code_verifier: '[redacted]' } },
+      list: [{ refresh_token: '[redacted]' }],
+      req: { headers: { authorization: '[redacted]', cookie: '[redacted]' } },
+      res: { headers: { 'set-cookie': '[redacted]' } },
+      msg: 'm',
+    })
+    expect(redactLine(`${line}\n`).endsWith('}\n')).toBe(true)
+  })
+
+  it('leaves a line without a secret field as it is, and a field three levels down (as pino redact did)', () => {
+    const plain = '{"level":30,"reqId":"r1","res":{"statusCode":200},"msg":"request completed"}\n'
+    expect(redactLine(plain)).toBe(plain)
+    const deep = JSON.stringify({ a: { b: { c: { code: 'x' } } } })
+    expect(redactLine(deep)).toBe(deep)
   })
 })
 
