@@ -1,9 +1,11 @@
 import {
+  checkResourceAllowed,
   discoverAuthorizationServerMetadata,
   discoverOAuthProtectedResourceMetadata,
-} from '@modelcontextprotocol/sdk/client/auth.js'
-import { checkResourceAllowed, resourceUrlFromServerUrl } from '@modelcontextprotocol/sdk/shared/auth-utils.js'
-import type { AuthorizationServerMetadata } from '@modelcontextprotocol/sdk/shared/auth.js'
+  IssuerMismatchError,
+  resourceUrlFromServerUrl,
+  type AuthorizationServerMetadata,
+} from '@modelcontextprotocol/client'
 import type { ServerConfig } from '../config/load-config.ts'
 import { UrlRefusedError, type FetchLike, type UrlGuard } from './url-guard.ts'
 
@@ -103,23 +105,22 @@ export async function discoverServerAuth(
 
   let metadata: AuthorizationServerMetadata | undefined
   try {
+    // RFC 8414 §3.3, MCP 2026-07-28 "Authorization Server Metadata Discovery": the SDK refuses a
+    // document whose `issuer` is not the identifier its well-known URL was built from, on every
+    // path: the one protected-resource metadata names, and for a server without that metadata
+    // (MCP 2025-03-26) its own origin. Without this check there, a server could serve an honest
+    // authorization server's issuer with endpoints of its own and collect that server's codes.
     metadata = await discoverAuthorizationServerMetadata(authorizationServer, { fetchFn: deps.fetch })
   } catch (error) {
     if (error instanceof UrlRefusedError) throw new DiscoveryError(error.message, { cause: error })
+    if (error instanceof IssuerMismatchError) {
+      throw new DiscoveryError(`authorization server metadata has issuer ${error.received}, expected ${authorizationServer}; sign-in refused`, {
+        cause: error,
+      })
+    }
     throw new DiscoveryError(`authorization server metadata at ${authorizationServer} could not be read`, { cause: error })
   }
-
-  if (metadata) {
-    // RFC 8414 §3.3: the issuer must be the URL the metadata was looked up for. A 2025-03-26
-    // server has no issuer to compare: MCP 2025-03-26 Authorization, "Server Metadata Discovery",
-    // reads the metadata at the MCP server's origin (the "authorization base URL"), and the issuer
-    // it names there (often with a path) is the one RFC 9207 `iss` is then checked against.
-    if (resourceMetadata && trimSlash(metadata.issuer) !== trimSlash(authorizationServer)) {
-      throw new DiscoveryError(
-        `authorization server metadata has issuer ${metadata.issuer}, expected ${authorizationServer}; sign-in refused`,
-      )
-    }
-  } else if (resourceMetadata && !server.oauth.tokenUrl) {
+  if (!metadata && resourceMetadata && !server.oauth.tokenUrl) {
     throw new DiscoveryError(`no authorization server metadata found for ${authorizationServer}`)
   }
 
@@ -193,8 +194,4 @@ async function checkUrl(guard: UrlGuard, url: URL, what: string): Promise<void> 
     if (error instanceof UrlRefusedError) throw new DiscoveryError(error.message, { cause: error })
     throw error
   }
-}
-
-function trimSlash(url: string): string {
-  return url.replace(/\/+$/, '')
 }

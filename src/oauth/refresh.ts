@@ -26,7 +26,8 @@ export interface RefreshDeps {
 
 export type RefreshOutcome =
   | { kind: 'token'; token: UpstreamToken }
-  | { kind: 'sign-in'; reason: string; oauthError?: string }
+  /** `movedTo`: the server now names another authorization server, whose issuer this is. */
+  | { kind: 'sign-in'; reason: string; oauthError?: string; movedTo?: string }
 
 /** A refresh that failed for now (network, 5xx): the token is kept and the caller answers an error. */
 export class TransientRefreshError extends Error {
@@ -111,6 +112,21 @@ async function refreshUnderLock(
   }
 
   const { auth, client } = await server()
+  // MCP 2026-07-28 "Authorization Server Binding" (SEP-2352), DESIGN.md §6: a refresh token goes
+  // to the authorization server that issued it, with the client it was issued to, or nowhere. A
+  // server whose metadata now names another authorization server (or a client registered anew)
+  // would otherwise collect every user's refresh token at its own token endpoint.
+  if (auth.metadata.issuer !== current.issuer || client.clientId !== current.clientId) {
+    await deps.tokens.remove(owner)
+    const moved = auth.metadata.issuer !== current.issuer
+    deps.logger.warn(
+      { ...audit('refresh.refused', owner), reason: moved ? 'authorization_server_changed' : 'client_changed', issuer: auth.metadata.issuer },
+      'refresh not sent: the token belongs to another authorization server or client, token removed',
+    )
+    return moved
+      ? { kind: 'sign-in', reason: `the server now uses the authorization server ${auth.metadata.issuer}`, movedTo: auth.metadata.issuer }
+      : { kind: 'sign-in', reason: 'the relay is registered anew at the authorization server' }
+  }
   const config = createClientConfiguration(deps, auth, client)
   // DESIGN.md §5: the lease must not run out while the request is in flight. When it is lost, or
   // about to run out because renewals fail, the request is abandoned before another replica can

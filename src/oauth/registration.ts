@@ -1,9 +1,10 @@
-import { registerClient } from '@modelcontextprotocol/sdk/client/auth.js'
+import { registerClient } from '@modelcontextprotocol/client'
 import type { ServerConfig } from '../config/load-config.ts'
 import type { SealedMap } from '../store/sealed-map.ts'
 import { storeKey } from '../store/keys.ts'
 import type { ServerAuth } from './discovery.ts'
 import { DiscoveryError } from './discovery.ts'
+import { advertisesIss } from './redirect-uri.ts'
 import type { FetchLike } from './url-guard.ts'
 
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none'
@@ -16,6 +17,8 @@ export interface ClientRegistration {
   readonly clientKey?: ServerConfig['oauth']['clientKey']
   readonly authMethod: TokenEndpointAuthMethod
   readonly source: 'configured' | 'metadata-document' | 'dynamic'
+  /** The authorization server a configured client was first used with (its binding record only). */
+  readonly issuer?: string
 }
 
 export interface RegistrationDeps {
@@ -29,10 +32,14 @@ export interface RegistrationDeps {
 const inFlight = new Map<string, Promise<ClientRegistration>>()
 
 /**
- * MCP 2025-11-25 Authorization, "Client Registration Approaches", in the spec's priority:
+ * MCP 2026-07-28 Authorization, "Client Registration", in the spec's priority:
  * 1. credentials configured for the server; 2. a Client ID Metadata Document, when the server
- * says `client_id_metadata_document_supported` and the relay has an https URL for one;
- * 3. dynamic client registration (RFC 7591). Registrations are stored per (resource, issuer).
+ * says `client_id_metadata_document_supported`, the relay has an https URL for one, and the server
+ * advertises RFC 9207 `iss` (the document's redirect URIs are the same for every authorization
+ * server, so without `iss` a mix-up could not be told apart: redirect-uri.ts); 3. dynamic client
+ * registration (RFC 7591), deprecated in favour of the document but still the one way to get a
+ * redirect URI per authorization server. Registrations are stored per (resource, issuer,
+ * redirect URI) and only ever presented to the issuer that made them (SEP-2352).
  */
 export async function ensureClientRegistration(
   deps: RegistrationDeps,
@@ -42,6 +49,7 @@ export async function ensureClientRegistration(
 ): Promise<ClientRegistration> {
   const configured = server.oauth
   if (configured.clientId) {
+    await bindConfiguredClient(deps, server, configured.clientId, auth.metadata.issuer)
     return {
       clientId: configured.clientId,
       clientSecret: configured.clientSecret,
@@ -52,7 +60,7 @@ export async function ensureClientRegistration(
       source: 'configured',
     }
   }
-  if (auth.metadata.client_id_metadata_document_supported === true && deps.clientMetadataUrl) {
+  if (auth.metadata.client_id_metadata_document_supported === true && deps.clientMetadataUrl && advertisesIss(auth)) {
     return { clientId: deps.clientMetadataUrl, clientSecret: undefined, authMethod: 'none', source: 'metadata-document' }
   }
 
@@ -69,6 +77,28 @@ export async function ensureClientRegistration(
   return registering
 }
 
+/**
+ * MCP 2026-07-28 "Authorization Server Binding": pre-registered credentials belong to the
+ * authorization server they were registered with, and a client SHOULD surface an error rather
+ * than present them to another. The configuration does not say which server that is, so the
+ * first issuer they are used with is recorded (no secret is stored: it stays in the config), and a
+ * server that later names another authorization server gets an error for the operator instead of
+ * the secret.
+ */
+async function bindConfiguredClient(deps: RegistrationDeps, server: ServerConfig, clientId: string, issuer: string): Promise<void> {
+  const key = storeKey('configured', server.serverId, clientId)
+  const bound = await deps.clients.get(key)
+  if (bound?.issuer === undefined) {
+    await deps.clients.set(key, { clientId, clientSecret: undefined, authMethod: 'none', source: 'configured', issuer })
+    return
+  }
+  if (bound.issuer !== issuer) {
+    throw new DiscoveryError(
+      `${server.serverId} now names the authorization server ${issuer}, but its configured client_id was registered with ${bound.issuer}; the relay does not present it to another authorization server. If the move is intended, register the relay there and put that client_id (and secret) in the server entry`,
+    )
+  }
+}
+
 /** Forgets a stored registration, after the authorization server answered `invalid_client`. */
 export async function forgetClientRegistration(deps: RegistrationDeps, auth: ServerAuth, redirectUri: string): Promise<void> {
   await deps.clients.delete(registrationKey(auth, redirectUri))
@@ -81,9 +111,11 @@ async function registerDynamically(
   key: string,
 ): Promise<ClientRegistration> {
   if (!auth.metadata.registration_endpoint) {
-    throw new DiscoveryError(
-      `authorization server ${auth.authorizationServer} supports neither dynamic registration nor client metadata documents; configure client_id for this server`,
-    )
+    const why =
+      auth.metadata.client_id_metadata_document_supported === true && deps.clientMetadataUrl
+        ? 'supports client metadata documents but does not identify itself in its responses (RFC 9207 iss), and offers no dynamic registration'
+        : 'supports neither dynamic registration nor client metadata documents'
+    throw new DiscoveryError(`authorization server ${auth.authorizationServer} ${why}; configure client_id for this server`)
   }
   const requested = chooseAuthMethod(true, auth.metadata.token_endpoint_auth_methods_supported)
   let registered
@@ -96,6 +128,7 @@ async function registerDynamically(
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         token_endpoint_auth_method: requested,
+        application_type: applicationTypeOf(redirectUri),
       },
       fetchFn: deps.fetch,
     })
@@ -113,6 +146,16 @@ async function registerDynamically(
   const ttlMs = expiresAt ? Math.max(expiresAt * 1000 - Date.now(), 0) : undefined
   await deps.clients.set(key, registration, ttlMs === 0 ? undefined : ttlMs)
   return registration
+}
+
+/**
+ * MCP 2026-07-28 "Dynamic Client Registration" (SEP-837): `application_type` is always sent;
+ * `native` for a relay reached at a loopback address (a laptop), `web` otherwise. The SDK's
+ * resolveClientMetadata makes the same choice, but only for its OAuthClientProvider.
+ */
+function applicationTypeOf(redirectUri: string): 'native' | 'web' {
+  const host = new URL(redirectUri).hostname
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host) ? 'native' : 'web'
 }
 
 function registrationKey(auth: ServerAuth, redirectUri: string): string {

@@ -10,6 +10,8 @@ import { toUpstreamToken } from './tokens-from-response.ts'
 import type { FetchLike, UrlGuard } from './url-guard.ts'
 
 export interface SignInDeps {
+  /** $PUBLIC_BASE_URL/oauth/callback: the redirect URIs the relay hands out start with it (redirect-uri.ts). */
+  readonly callbackUrl: string
   readonly fetch: FetchLike
   readonly guard: UrlGuard
   readonly timeoutMs: number
@@ -72,22 +74,30 @@ export type FinishSignInResult =
       /** The authorization response's `error`, as the browser brought it (anyone can forge one). */
       callbackError?: string
       owner?: TokenOwner
-      /** `cookie`: a live flow, but not this browser's; it was left for the browser that started it. */
-      refused?: 'cookie'
+      /**
+       * `cookie`: a live flow, but not this browser's; it was left for the browser that started it.
+       * `redirect`: the response came back to another redirect URI than its flow's (a mix-up).
+       */
+      refused?: 'cookie' | 'redirect'
     }
 
 /**
- * The authorization server sent the browser back: take the flow by `state` and the browser's
- * binding cookie (once), exchange the code with the verifier and `resource`. openid-client
- * checks `state` and the RFC 9207 `iss`. `findServer` gives the current config and discovery
- * for the flow's server.
+ * The authorization server sent the browser back to `arrivedAt` (the redirect URI it used, with
+ * the response in its query): take the flow by `state` and the browser's binding cookie (once),
+ * check that the response came back to the flow's own redirect URI (RFC 9700 §4.4.2: a response
+ * for another authorization server's flow is refused, redirect-uri.ts), then let openid-client
+ * check `state` and RFC 9207 `iss` and exchange the code with the verifier and `resource`. An
+ * `error` response is shown only once its `iss` passed the same check (MCP 2026-07-28,
+ * "Authorization Response Validation": on a mismatch it must not be acted on or shown).
+ * `findServer` gives the current config and discovery for the flow's server.
  */
 export async function finishSignIn(
   deps: SignInDeps,
-  callbackQuery: URLSearchParams,
+  arrivedAt: URL,
   browserHash: string | undefined,
   findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration } | undefined>,
 ): Promise<FinishSignInResult> {
+  const callbackQuery = arrivedAt.searchParams
   const state = callbackQuery.get('state')
   if (!state) return { kind: 'failed', status: 400, message: 'This page needs the sign-in response from the authorization server (state is missing).' }
   const taken = await deps.flows.take(state, browserHash)
@@ -107,12 +117,14 @@ export async function finishSignIn(
   }
   const { flow } = taken
   const owner: TokenOwner = { tenant: flow.tenant, userId: flow.userId, serverId: flow.serverId }
-  const refused = callbackQuery.get('error')
-  if (refused) {
-    // Shown and logged, never taken as the authorization server's word: an `invalid_client` put
-    // here by hand would otherwise make the relay forget its client registration, and every user
-    // of the server would be signed out at their next refresh (under a new client_id).
-    return { kind: 'failed', status: 400, owner, callbackError: refused, message: `Sign-in was not completed: ${callbackQuery.get('error_description') || refused}` }
+  if (!isAnsweredAtItsRedirectUri(arrivedAt, flow.redirectUri, deps.callbackUrl)) {
+    return {
+      kind: 'failed',
+      status: 400,
+      owner,
+      refused: 'redirect',
+      message: 'This sign-in response came back for another authorization server than the one the sign-in was started with, so it was refused. Ask the assistant for a new link.',
+    }
   }
   const server = await findServer(flow.serverId)
   if (!server || server.client.clientId !== flow.clientId || server.auth.metadata.issuer !== flow.issuer) {
@@ -139,7 +151,30 @@ export async function finishSignIn(
     })
     return { kind: 'token', owner, serverId: flow.serverId, token }
   } catch (error) {
+    if (error instanceof oidc.AuthorizationResponseError) {
+      // `state` and `iss` passed; the error is the authorization server's own. Shown and logged,
+      // never acted on: an `invalid_client` put here by hand would otherwise make the relay
+      // forget its client registration, and every user of the server would be signed out.
+      return { kind: 'failed', status: 400, owner, callbackError: error.error, message: `Sign-in was not completed: ${error.error_description || error.error}` }
+    }
     const failure = describeOAuthFailure(error, 'Sign-in could not be completed')
     return { kind: 'failed', status: failure.transient ? 502 : 400, owner, message: failure.message, oauthError: failure.oauthError }
   }
+}
+
+/**
+ * Whether the response came to the flow's redirect URI: the same URL, or for a flow whose redirect
+ * URI is not the relay's own (an operator's `redirect_uri`, routed to the relay by a proxy), the
+ * plain callback. Compared as URLs (PUBLIC_BASE_URL may be written with capitals or a default port).
+ */
+function isAnsweredAtItsRedirectUri(arrivedAt: URL, redirectUri: string, callbackUrl: string): boolean {
+  const arrived = withoutQuery(arrivedAt)
+  const expected = withoutQuery(new URL(redirectUri))
+  if (arrived === expected) return true
+  const plain = withoutQuery(new URL(callbackUrl))
+  return arrived === plain && expected !== plain && !expected.startsWith(`${plain}/`)
+}
+
+function withoutQuery(url: URL): string {
+  return `${url.origin}${url.pathname}`
 }

@@ -90,6 +90,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     pool,
     files: createFileStore({ map: sealed<StoredFile>('files'), now }),
     oauth: {
+      callbackUrl: config.callbackUrl,
       fetch: oauthFetch,
       guard,
       timeoutMs,

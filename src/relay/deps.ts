@@ -58,10 +58,6 @@ export function toolCacheKey(server: ServerConfig, owner: TokenOwner): string {
   return server.toolCache === 'user' ? `user:${tokenKey(owner)}` : `server:${server.serverId}`
 }
 
-export function redirectUriFor(deps: RelayDeps, server: ServerConfig): string {
-  return server.oauth.redirectUri ?? deps.config.callbackUrl
-}
-
 export function timeoutFor(deps: RelayDeps, server: ServerConfig): number {
   return server.timeoutMs ?? deps.config.upstreamTimeoutMs
 }

@@ -4,7 +4,8 @@ import { beginSignIn, finishSignIn } from '../oauth/sign-in.ts'
 import { DiscoveryError } from '../oauth/discovery.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { hashConfirmationCode, newConfirmationCode } from './confirmation-code.ts'
-import { poolKey, redirectUriFor, toolCacheKey, type RelayDeps } from './deps.ts'
+import { redirectUriFor } from '../oauth/redirect-uri.ts'
+import { poolKey, toolCacheKey, type RelayDeps } from './deps.ts'
 import { revokeReplacedGrant, storeReplacingGrant } from './revoke-grant.ts'
 import { resolveServerAuth } from './sign-in-link.ts'
 import type { BrowserProof, CompleteSignInResult, DescribeSignInResult, StartSignInResult } from './types.ts'
@@ -51,7 +52,7 @@ export async function startSignIn(deps: RelayDeps, ticketId: string, browser: Br
       server,
       auth,
       client,
-      redirectUri: redirectUriFor(deps, server),
+      redirectUri: redirectUriFor(deps.config.callbackUrl, server, auth),
       scope: ticket.scope,
       browserHash: browser.browserHash,
     })
@@ -65,7 +66,7 @@ export async function startSignIn(deps: RelayDeps, ticketId: string, browser: Br
 
 /** GET /oauth/callback — DESIGN.md §5, sign-in step 3. */
 export async function completeSignIn(deps: RelayDeps, callbackUrl: URL, browserHash: string | undefined): Promise<CompleteSignInResult> {
-  const result = await finishSignIn(deps.oauth, callbackUrl.searchParams, browserHash, async (serverId) => {
+  const result = await finishSignIn(deps.oauth, callbackUrl, browserHash, async (serverId) => {
     const server = deps.config.servers.get(serverId)
     return server ? resolveServerAuth(deps, server) : undefined
   })
@@ -73,7 +74,7 @@ export async function completeSignIn(deps: RelayDeps, callbackUrl: URL, browserH
     const server = result.owner && deps.config.servers.get(result.owner.serverId)
     if (server && result.oauthError === 'invalid_client') {
       const { auth } = await resolveServerAuth(deps, server)
-      await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps, server))
+      await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps.config.callbackUrl, server, auth))
     }
     // `cookie`: another browser than the one that pressed Continue; `state`: no live flow (expired,
     // used, or made up); `authorization`: the authorization server refused or the exchange failed.

@@ -5,9 +5,10 @@ import { refreshUpstreamToken, TransientRefreshError } from '../oauth/refresh.ts
 import { storeKey } from '../store/keys.ts'
 import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
-import { ownerOf, poolKey, redirectUriFor, type RelayDeps } from './deps.ts'
+import { redirectUriFor } from '../oauth/redirect-uri.ts'
+import { ownerOf, poolKey, type RelayDeps } from './deps.ts'
 import { pendingSignIn } from './pending-sign-in.ts'
-import { createLoginLink, mergeScopes, resolveServerAuth } from './sign-in-link.ts'
+import { createLoginLink, mergeScopes, rediscover, resolveServerAuth } from './sign-in-link.ts'
 import { isNearExpiry, type NoToken, type TokenFor, type TokenSource } from './token-source.ts'
 
 /** At most this many step-up sign-ins for one (user, server) within STEP_UP_WINDOW_MS. */
@@ -38,7 +39,17 @@ export const userSignIn: TokenSource = {
   },
 
   async renew(deps, server, owner, refused, refusedWasRenewed, challenge) {
-    if (!refusedWasRenewed) return refresh(deps, owner, server, refused)
+    if (!refusedWasRenewed) {
+      // MCP 2026-07-28 "Authorization Server Binding": a 401 naming the server's resource metadata
+      // is when a client learns that the server moved to another authorization server, so the
+      // metadata is read again first; the refresh then goes nowhere if the token's issuer is not
+      // the one named now (refresh.ts).
+      if (challenge.resourceMetadataUrl) {
+        const rediscovered = await rediscover(deps, server, challenge)
+        if (rediscovered) return rediscovered
+      }
+      return refresh(deps, owner, server, refused)
+    }
     // MCP "Token Handling": a token that was just refreshed and is still refused is not refreshed
     // again; the user signs in anew. Unless the store meanwhile holds a newer one (another call or
     // replica signed in or refreshed again): that one gets its own try, and is not deleted on
@@ -116,10 +127,10 @@ async function refresh(deps: RelayDeps, owner: TokenOwner, server: ServerConfig,
     if (outcome.kind === 'token') return { kind: 'token', token: outcome.token, renewed: true }
     if (outcome.oauthError === 'invalid_client') {
       const { auth } = await resolveServerAuth(deps, server)
-      await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps, server))
+      await forgetClientRegistration(deps.oauth.registration, auth, redirectUriFor(deps.config.callbackUrl, server, auth))
     }
     await deps.pool.drop(poolKey(owner))
-    return needAuth(deps, owner, server, {})
+    return needAuth(deps, owner, server, outcome.movedTo ? { movedTo: outcome.movedTo } : {})
   } catch (error) {
     // A refresh lock that stayed held past the wait (another replica stuck) is as transient as a 5xx.
     if (error instanceof TransientRefreshError || error instanceof LockWaitTimeoutError) {
@@ -129,15 +140,23 @@ async function refresh(deps: RelayDeps, owner: TokenOwner, server: ServerConfig,
   }
 }
 
-async function needAuth(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, request: { challenge?: Challenge; scope?: string }): Promise<NoToken> {
+async function needAuth(
+  deps: RelayDeps,
+  owner: TokenOwner,
+  server: ServerConfig,
+  request: { challenge?: Challenge; scope?: string; movedTo?: string },
+): Promise<NoToken> {
   // SIGN_IN_CONFIRMATION=code: a sign-in waiting for its code answers that, never a new link.
   const pending = await pendingSignIn(deps, owner, server)
   if (pending) return pending
   const link = await createLoginLink(deps, owner, server, request)
   if (link.kind === 'error') return { kind: 'error', code: 'UPSTREAM_ERROR', message: link.message }
+  const name = server.description || server.serverId
   return {
     kind: 'need-auth',
     loginUrl: link.loginUrl,
-    message: `Sign-in to ${server.description || server.serverId} is needed. Open the login_url, sign in, then try again.`,
+    message: request.movedTo
+      ? `${name} has moved to another sign-in service (${request.movedTo}), so the user must sign in again. Open the login_url, sign in, then try again.`
+      : `Sign-in to ${name} is needed. Open the login_url, sign in, then try again.`,
   }
 }

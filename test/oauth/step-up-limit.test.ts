@@ -45,8 +45,9 @@ describe('step-up sign-in', () => {
     upstream.setScopesRequiredFor('echo', [])
     const first = await echo('sam')
     expect(first.body.error_code).toBe('NOT_AUTHORIZED')
-    // The first sign-in: the protected-resource metadata's scopes_supported.
-    expect(await signIn(first.body.login_url, 'sam')).toEqual(['mcp:read', 'mcp:write'])
+    // The first sign-in: the protected-resource metadata's scopes_supported, and offline_access,
+    // which the authorization server lists (SEP-2207).
+    expect(await signIn(first.body.login_url, 'sam')).toEqual(['mcp:read', 'mcp:write', 'offline_access'])
     expect((await echo('sam')).body.ok).toBe(true)
 
     upstream.setScopesRequiredFor('echo', ['docs:a'])
@@ -54,13 +55,13 @@ describe('step-up sign-in', () => {
     expect(stepUp1.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', status: 'need_auth', message: expect.stringContaining('docs:a') })
     // Asking again before the user signed in is the same step-up: the same link, not a second attempt.
     expect((await echo('sam')).body.login_url).toBe(stepUp1.body.login_url)
-    expect(await signIn(stepUp1.body.login_url, 'sam')).toEqual(['docs:a', 'mcp:read', 'mcp:write'])
+    expect(await signIn(stepUp1.body.login_url, 'sam')).toEqual(['docs:a', 'mcp:read', 'mcp:write', 'offline_access'])
     expect((await echo('sam')).body.ok).toBe(true)
 
     upstream.setScopesRequiredFor('echo', ['docs:b'])
     const stepUp2 = await echo('sam')
     expect(stepUp2.body.error_code).toBe('NOT_AUTHORIZED')
-    expect(await signIn(stepUp2.body.login_url, 'sam')).toEqual(['docs:a', 'docs:b', 'mcp:read', 'mcp:write'])
+    expect(await signIn(stepUp2.body.login_url, 'sam')).toEqual(['docs:a', 'docs:b', 'mcp:read', 'mcp:write', 'offline_access'])
     expect((await echo('sam')).body.ok).toBe(true)
 
     upstream.setScopesRequiredFor('echo', ['docs:c'])

@@ -78,6 +78,12 @@ export interface McpUpstream {
   dropSessions(): void
   /** tools/call of `tool` answers 403 insufficient_scope unless the token has all of `scopes`. */
   setScopesRequiredFor(tool: string, scopes: string[]): void
+  /**
+   * The server moves to another authorization server: its protected-resource metadata names
+   * `issuer`, and only that issuer's tokens are accepted from now on (MCP 2026-07-28,
+   * "Authorization Server Binding").
+   */
+  moveTo(issuer: string): void
 }
 
 const STREAM_GRACE_MS = 5000
@@ -137,7 +143,9 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
     // RFC 9728 §3.1: the well-known suffix goes between the host and the resource's path.
     : prmPlacement === 'root' ? '/.well-known/oauth-protected-resource' : `/.well-known/oauth-protected-resource${endpointPath}`
   const resourceMetadataUrl = prmPath && `${origin}${prmPath}`
-  const verifier = opts.auth && createTokenVerifier(opts.auth.issuer, url)
+  // moveTo() changes both: the server then names, and accepts tokens of, another authorization server.
+  let issuer = opts.auth?.issuer
+  let verifier = issuer === undefined ? undefined : createTokenVerifier(issuer, url)
   const challengeMetadata = opts.auth?.challengeResourceMetadata === false ? undefined : resourceMetadataUrl
 
   function createSessionServer(): McpServer {
@@ -196,7 +204,7 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
     if (prmPath && path === prmPath && req.method === 'GET') {
       sendJson(res, 200, {
         resource: url,
-        authorization_servers: [opts.auth?.issuer],
+        authorization_servers: [issuer],
         scopes_supported: opts.auth?.scopesSupported ?? ['mcp:read', 'mcp:write'],
         bearer_methods_supported: ['header'],
         resource_name: 'peer MCP server',
@@ -360,6 +368,10 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
         // registerTool on a connected McpServer sends notifications/tools/list_changed itself.
         registerTool(session.mcp, spec)
       }))
+    },
+    moveTo(next) {
+      issuer = next
+      verifier = createTokenVerifier(next, url)
     },
     dropSessions() {
       const dropped = [...sessions.values()]

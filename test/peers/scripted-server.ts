@@ -17,8 +17,8 @@ export interface ScriptedServer {
   /** http://127.0.0.1:PORT */
   origin: string
   port: number
-  /** Every request, in order: method and path (with query). */
-  requests: Array<{ method: string; path: string }>
+  /** Every request, in order: method, path (with query), and its body once read. */
+  requests: Array<{ method: string; path: string; body?: string }>
   /** TCP connections accepted, including ones that never sent a request (a TLS handshake, say). */
   connections(): number
   /** Answers `method` (default any) on `path` (without query) with `answer`; unscripted paths answer 404. */
@@ -31,12 +31,15 @@ export async function startScriptedServer(): Promise<ScriptedServer> {
   const requests: ScriptedServer['requests'] = []
   let connections = 0
   const server = createServer((req, res) => {
-    requests.push({ method: req.method ?? '', path: req.url ?? '' })
+    const record: ScriptedServer['requests'][number] = { method: req.method ?? '', path: req.url ?? '' }
+    requests.push(record)
     const path = new URL(req.url ?? '/', 'http://peer').pathname
     const scripted = routes.get(`${req.method} ${path}`) ?? routes.get(`* ${path}`)
-    // The body is read so that keep-alive connections stay usable; its content does not matter.
+    // The body is read (and kept, for tests that check what was sent) so that keep-alive
+    // connections stay usable.
     readBody(req).then(
-      () => {
+      (body) => {
+        record.body = body
         const answer = typeof scripted === 'function' ? scripted(req) : (scripted ?? { status: 404, json: { error: 'not_found' } })
         res.writeHead(answer.status ?? 200, { ...(answer.json === undefined ? {} : { 'content-type': 'application/json' }), ...answer.headers })
         res.end(answer.json === undefined ? undefined : JSON.stringify(answer.json))

@@ -70,13 +70,16 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
       .redirect(result.url, 302)
   })
 
-  fastify.get('/oauth/callback', { config: limited }, async (request, reply) => {
+  // The plain callback, and one per authorization server that does not identify itself in its
+  // responses (RFC 9700 §4.4.2; oauth/redirect-uri.ts).
+  fastify.get<{ Params: { tag?: string } }>('/oauth/callback/:tag?', { config: limited }, async (request, reply) => {
     // openid-client derives redirect_uri from this URL, so it must be the public one (FIELD-NOTES.md):
     // PUBLIC_BASE_URL may carry a path prefix that a proxy stripped from request.url.
     const queryStart = request.url.indexOf('?')
     const query = queryStart === -1 ? '' : request.url.slice(queryStart)
+    const tag = request.params.tag ? `/${encodeURIComponent(request.params.tag)}` : ''
     const browser = binding.fromCookieHeader(request.headers.cookie)
-    const result = await relay.completeSignIn(new URL(`${publicBaseUrl}/oauth/callback${query}`), browser && binding.hash(browser))
+    const result = await relay.completeSignIn(new URL(`${publicBaseUrl}/oauth/callback${tag}${query}`), browser && binding.hash(browser))
     if (result.kind === 'connected') {
       request.log.info({ serverId: result.serverId }, 'sign-in completed')
       return sendPage(reply, 200, connectedPage(result.description || result.serverId, result.confirmationCode))
