@@ -39,6 +39,7 @@ const serverEntrySchema = z
     client_private_key: z.string().min(1).optional(),
     client_private_key_file: z.string().min(1).optional(),
     client_signing_alg: z.enum(SIGNING_ALGS).optional(),
+    protocol: z.enum(['auto', '2025-11-25', '2026-07-28'], { error: 'must be "auto", "2025-11-25" or "2026-07-28"' }).default('auto'),
   })
   .refine((entry) => !entry.client_secret || entry.client_id, {
     message: 'client_secret is set without client_id',
@@ -124,6 +125,11 @@ export interface ServerConfig {
   readonly timeoutMs: number | undefined
   /** `authorization_code`: each user signs in; `client_credentials`: one service-account token for everyone. */
   readonly grantType: 'authorization_code' | 'client_credentials'
+  /**
+   * The MCP revision to speak (DESIGN.md §3, §5): `auto` asks the server; `2025-11-25` the
+   * session-based revisions only, no probe; `2026-07-28` the stateless revision only.
+   */
+  readonly protocol: 'auto' | '2025-11-25' | '2026-07-28'
   readonly oauth: {
     readonly clientId: string | undefined
     readonly clientSecret: string | undefined
@@ -245,6 +251,7 @@ function toServerConfig(entry: ServerEntry, clientKey: ServerConfig['oauth']['cl
     toolCache: entry.tool_cache,
     timeoutMs: entry.timeout_seconds === undefined ? undefined : Math.round(entry.timeout_seconds * 1000),
     grantType: entry.grant_type,
+    protocol: entry.protocol,
     oauth: Object.freeze({
       clientId: entry.client_id,
       clientSecret: entry.client_secret,

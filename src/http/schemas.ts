@@ -122,6 +122,32 @@ function parseToolInput(value: unknown): { input: Record<string, unknown> } | { 
   return { input: parsed as Record<string, unknown> }
 }
 
+const INPUT_RESPONSE_MESSAGE = 'must be an object of answers (or a JSON object string), or "accept", "decline" or "cancel"'
+
+/**
+ * `input_response` (DESIGN.md §4): "accept", "decline" or "cancel", or the answers as an object or
+ * a string holding one; "" means none. Whether the answers fit the questions is the relay's to
+ * check (relay/input-requests.ts), against what the server asked.
+ */
+function parseInputResponse(value: unknown): { response: unknown } | { problem: string } {
+  if (value === undefined || value === null) return { response: undefined }
+  let parsed = value
+  if (typeof value === 'string') {
+    const text = value.trim().replace(/^```(?:json)?\s*([\s\S]*?)\s*```$/i, '$1')
+    if (text === '') return { response: undefined }
+    const action = text.toLowerCase()
+    if (action === 'accept' || action === 'decline' || action === 'cancel') return { response: action }
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      return { problem: `${INPUT_RESPONSE_MESSAGE} (the string is not valid JSON)` }
+    }
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { problem: INPUT_RESPONSE_MESSAGE }
+  if (isDeeperThan(parsed, MAX_INPUT_DEPTH)) return { problem: `must not nest objects or arrays more than ${MAX_INPUT_DEPTH} levels deep` }
+  return { response: parsed }
+}
+
 /** Iterative, so that measuring a 100,000-level value does not overflow the stack itself. */
 function isDeeperThan(value: object, max: number): boolean {
   const pending: Array<[unknown, number]> = [[value, 1]]
@@ -182,6 +208,25 @@ const FIELDS = {
     }),
     form: 'llm',
   },
+  input_ref: {
+    accepted: z.preprocess(
+      blankToUndefined,
+      z.string({ error: 'must be a string' }).trim().max(128, 'must be at most 128 characters').optional(),
+    ),
+    declared: z.string().optional().meta({
+      description:
+        'Optional. Only to answer a USER_INPUT_REQUIRED or USER_ACTION_REQUIRED result of this tool: its input_ref, exactly as given, with the same tool_ref and input as that call.',
+    }),
+    form: 'llm',
+  },
+  input_response: {
+    accepted: z.unknown().optional(),
+    declared: z.string().optional().meta({
+      description:
+        'Optional, with input_ref only: the user\'s answers as a JSON object string (field name: value; with several requests, one object per request key), or "decline" or "cancel" if the user does not want to answer, or "accept" once the user finished on the page of a USER_ACTION_REQUIRED result.',
+    }),
+    form: 'llm',
+  },
   input: {
     accepted: z.unknown().optional(),
     declared: z.string().optional().meta({
@@ -209,7 +254,7 @@ function mergeServerIds(one: string | undefined, many: string[] | undefined): st
 
 const AUTH_STATUS_FIELDS = ['user_id', 'server_id', 'server_ids', 'force_reauth', 'confirm_code'] as const
 const LIST_TOOLS_FIELDS = ['user_id', 'server_id', 'server_ids'] as const
-const CALL_TOOL_FIELDS = ['user_id', 'tool_ref', 'input'] as const
+const CALL_TOOL_FIELDS = ['user_id', 'tool_ref', 'input', 'input_ref', 'input_response'] as const
 const RESET_FIELDS = ['user_id', 'server_id'] as const
 
 export const authStatusRequest = acceptedBody(AUTH_STATUS_FIELDS).transform((body) => ({
@@ -235,7 +280,23 @@ export const callToolRequest = acceptedBody(CALL_TOOL_FIELDS)
       ctx.addIssue({ code: 'custom', path: [field], message: parsed.problem })
       return z.NEVER
     }
-    return { userId: body.user_id, serverId: body.tool_ref.serverId, toolName: body.tool_ref.toolName, input: parsed.input }
+    const answers = parseInputResponse(body.input_response)
+    if ('problem' in answers) {
+      ctx.addIssue({ code: 'custom', path: ['input_response'], message: answers.problem })
+      return z.NEVER
+    }
+    if (answers.response !== undefined && body.input_ref === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['input_ref'], message: 'is required with input_response: give the input_ref of the call being answered' })
+      return z.NEVER
+    }
+    return {
+      userId: body.user_id,
+      serverId: body.tool_ref.serverId,
+      toolName: body.tool_ref.toolName,
+      input: parsed.input,
+      inputRef: body.input_ref,
+      inputResponse: answers.response,
+    }
   })
 
 export const resetRequest = acceptedBody(RESET_FIELDS).transform((body) => ({ userId: body.user_id, serverId: body.server_id }))

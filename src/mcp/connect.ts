@@ -1,72 +1,85 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { ErrorCode, ToolListChangedNotificationSchema, type JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js'
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv'
-import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js'
+import {
+  Client,
+  ProtocolErrorCode,
+  SdkHttpError,
+  SSEClientTransport,
+  StreamableHTTPClientTransport,
+  type DiscoverResult,
+  type JSONRPCRequest,
+} from '@modelcontextprotocol/client'
 import { answerCutShortStreams } from './cut-short-streams.ts'
+import { completeResults } from './complete-results.ts'
 import { UpstreamAuthError, type FetchLike } from './upstream-fetch.ts'
 
-export const RELAY_CLIENT_INFO = { name: 'mcp-auth-relay', version: '1.0.0' } as const
+export const RELAY_CLIENT_INFO = { name: 'mcp-auth-relay', version: '2.0.0' } as const
 
 /** How long ending a session may take before the transport is closed anyway. */
 const TERMINATE_TIMEOUT_MS = 2000
 
-/** Distinct tool output schemas kept compiled before the shared validator starts afresh. */
-const MAX_COMPILED_SCHEMAS = 1000
-
 /**
- * One JSON Schema validator (for tools' outputSchema) shared by every pooled Client. Left to
- * itself the SDK builds an Ajv instance per Client: about 17 KB of heap and 0.1–0.2 ms of CPU
- * per session (docs/benchmarks.md). Validators are shared by schema text; Ajv keeps every schema
- * it compiles, so the instance is replaced after MAX_COMPILED_SCHEMAS of them.
+ * Pages one tools/list may take (MCP "Pagination"); the SDK walks them. Past it the list is an
+ * error: a server whose cursor never ends is broken. Each page is bounded in size by the fetch.
  */
-export function createSharedSchemaValidator(): jsonSchemaValidator {
-  let ajv = new AjvJsonSchemaValidator()
-  const compiled = new Map<string, JsonSchemaValidator<unknown>>()
-  return {
-    getValidator<T>(schema: JsonSchemaType): JsonSchemaValidator<T> {
-      const key = JSON.stringify(schema)
-      let validator = compiled.get(key)
-      if (!validator) {
-        if (compiled.size >= MAX_COMPILED_SCHEMAS) {
-          compiled.clear()
-          ajv = new AjvJsonSchemaValidator()
-        }
-        validator = ajv.getValidator(schema)
-        compiled.set(key, validator)
-      }
-      return validator as JsonSchemaValidator<T>
-    },
-  }
-}
+const MAX_LIST_PAGES = 100
 
-const sharedSchemaValidator = createSharedSchemaValidator()
+/** The MCP revision a server speaks: `legacy` (2025-11-25 and older, sessions) or `modern` (2026-07-28, stateless). */
+export type Era = 'legacy' | 'modern'
 
 /**
- * Connects an SDK Client to an MCP server: Streamable HTTP first; when the server refuses it
- * with a 4xx that is not about auth, the legacy HTTP+SSE transport, as the SDK documents for
- * backwards compatibility (MCP 2025-03-26 "Backwards Compatibility").
+ * How to connect (DESIGN.md §5, "Protocol revisions"):
+ * - `legacy`: the 2025 `initialize` handshake, Streamable HTTP first, then the legacy HTTP+SSE transport;
+ * - `modern`: a 2026-07-28 server whose `server/discover` result the relay already holds: no round trip;
+ * - `negotiate`: the SDK asks the server (`server/discover`, falling back to `initialize` when the
+ *   server does not speak 2026-07-28), or with `pin` insists on that revision.
+ */
+export type ConnectMode = { kind: 'legacy' } | { kind: 'modern'; discover: DiscoverResult } | { kind: 'negotiate'; pin?: string }
+
+/**
+ * What the relay declares to 2026-07-28 servers in every request's `_meta` (DESIGN.md §4): the
+ * user answers forms and opens pages through the chat, so elicitation in both modes; never
+ * sampling or roots. A 2025-era session declares nothing: those servers would send their
+ * questions as requests of their own, with no user at hand to answer them.
+ */
+const MODERN_CAPABILITIES = { elicitation: { form: {}, url: {} } }
+
+/**
+ * Connects an SDK Client (`@modelcontextprotocol/client` 2.x) to an MCP server. A session that
+ * turns out to speak 2025-11-25 or older over Streamable HTTP refused with a 4xx that is not
+ * about auth is tried over the legacy HTTP+SSE transport, as the SDK documents for backwards
+ * compatibility (MCP 2025-03-26 "Backwards Compatibility"). The caller reads the outcome from
+ * `client.getProtocolEra()` and `client.getDiscoverResult()`.
  */
 export async function connectUpstream(options: {
   url: string
   fetch: FetchLike
   timeoutMs: number
+  mode: ConnectMode
   onToolsChanged: () => void
   onClose: () => void
 }): Promise<Client> {
   const url = new URL(options.url)
-  const streamable = newClient(options)
+  const { mode } = options
+  const client = newClient(options, mode)
+  const transport =
+    mode.kind === 'legacy'
+      ? new StreamableHTTPClientTransport(url, { fetch: answerCutShortStreams(options.fetch) })
+      : completeResults(new StreamableHTTPClientTransport(url, { fetch: answerCutShortStreams(options.fetch) }))
   try {
-    const transport = new StreamableHTTPClientTransport(url, { fetch: answerCutShortStreams(options.fetch) })
-    await streamable.connect(transport, { timeout: options.timeoutMs })
-    streamable.onclose = options.onClose
-    return streamable
+    await client.connect(transport, {
+      timeout: options.timeoutMs,
+      ...(mode.kind === 'modern' ? { prior: { kind: 'modern', discover: mode.discover } } : {}),
+    })
+    client.onclose = options.onClose
+    return client
   } catch (error) {
-    await streamable.close().catch(() => undefined) // the failed transport holds nothing worth reporting
-    if (!(error instanceof StreamableHTTPError) || error.code === undefined || error.code < 400 || error.code >= 500) throw error
+    await client.close().catch(() => undefined) // the failed transport holds nothing worth reporting
+    if (mode.kind === 'modern' || (mode.kind === 'negotiate' && mode.pin) || !isRefusedOverStreamableHttp(error)) throw error
   }
-  const legacy = newClient(options)
+  return connectLegacySse(url, options)
+}
+
+async function connectLegacySse(url: URL, options: Parameters<typeof connectUpstream>[0]): Promise<Client> {
+  const legacy = newClient(options, { kind: 'legacy' })
   // The SSE transport's EventSource turns whatever its fetch throws into an SseError without a
   // status, so a 401/403 on the stream itself (a server that checks the token on GET only) would
   // read as a broken server: keep the UpstreamAuthError, so the caller asks for a sign-in.
@@ -99,14 +112,27 @@ export async function connectUpstream(options: {
   return legacy
 }
 
-function newClient(options: { onToolsChanged: () => void }): Client {
-  const client = new Client(RELAY_CLIENT_INFO, { capabilities: {}, jsonSchemaValidator: sharedSchemaValidator })
+/** A Streamable HTTP connect refused with a 4xx other than auth: the server may speak only the legacy HTTP+SSE transport. */
+function isRefusedOverStreamableHttp(error: unknown): boolean {
+  return error instanceof SdkHttpError && error.status >= 400 && error.status < 500
+}
+
+function newClient(options: { onToolsChanged: () => void }, mode: ConnectMode): Client {
+  const client = new Client(RELAY_CLIENT_INFO, {
+    capabilities: mode.kind === 'legacy' ? {} : MODERN_CAPABILITIES,
+    listMaxPages: MAX_LIST_PAGES,
+    // SEP-2322: questions a 2026-07-28 server asks (`input_required` results) go to the user
+    // through the chat (relay/call-tool.ts), never to handlers of the relay's own.
+    inputRequired: { autoFulfill: false },
+    ...(mode.kind === 'negotiate' ? { versionNegotiation: { mode: mode.pin ? { pin: mode.pin } : 'auto' } } : {}),
+  })
   // MCP "Tools / List Changed Notification": the cached list for this server is stale.
-  client.setNotificationHandler(ToolListChangedNotificationSchema, () => options.onToolsChanged())
+  client.setNotificationHandler('notifications/tools/list_changed', () => options.onToolsChanged())
   // The SDK refuses setRequestHandler for sampling/createMessage and elicitation/create unless
-  // the client declares those capabilities, which the relay must not (it has neither). The
-  // public fallbackRequestHandler sees every request no handler is registered for, so a server
-  // that asks anyway hears why at once, instead of a bare "Method not found".
+  // the client declares those capabilities, which a 2025-era session must not (the relay has
+  // neither a model nor a user at hand there). The public fallbackRequestHandler sees every
+  // request no handler is registered for, so a server that asks anyway hears why at once,
+  // instead of a bare "Method not found".
   client.fallbackRequestHandler = async (request) => refuseServerRequest(request)
   return client
 }
@@ -123,10 +149,7 @@ const REFUSALS: Readonly<Record<string, string>> = {
     'The MCP Auth Relay has no user at hand to fill in a form: it relays tool calls for an agent and cannot answer elicitation requests. Complete the tool without asking the user, or fail with a message the agent can pass on.',
 }
 
-/**
- * The SDK answers a handler's throw with the error's `code` and `message`; an McpError's message
- * would reach the server prefixed with "MCP error -1: ", so a plain Error carries the code.
- */
+/** The SDK answers a handler's throw with the error's `code` and `message`. */
 class ServerRequestRefused extends Error {
   readonly code: number
   constructor(code: number, message: string) {
@@ -138,7 +161,7 @@ class ServerRequestRefused extends Error {
 function refuseServerRequest(request: Pick<JSONRPCRequest, 'method'>): never {
   const refusal = REFUSALS[request.method]
   // JSON-RPC 2.0 §5.1: anything else the relay does not handle is still "Method not found".
-  if (refusal === undefined) throw new ServerRequestRefused(ErrorCode.MethodNotFound, 'Method not found')
+  if (refusal === undefined) throw new ServerRequestRefused(ProtocolErrorCode.MethodNotFound, 'Method not found')
   throw new ServerRequestRefused(REFUSED, refusal)
 }
 
@@ -147,12 +170,12 @@ function refuseServerRequest(request: Pick<JSONRPCRequest, 'method'>): never {
  * a session SHOULD send DELETE, or the server keeps it (and its state) until its own expiry;
  * closing the transport alone only aborts the GET stream. `terminate: false` for a session the
  * server already forgot. The DELETE is bounded: a server that does not answer does not hold up
- * eviction or shutdown (closing the transport aborts it).
+ * eviction or shutdown (closing the transport aborts it). A 2026-07-28 client has no session.
  */
 export async function closeUpstream(client: Client, options: { terminate: boolean }): Promise<void> {
   const transport = client.transport
   try {
-    if (options.terminate && transport instanceof StreamableHTTPClientTransport) {
+    if (options.terminate && transport instanceof StreamableHTTPClientTransport && transport.sessionId !== undefined) {
       await withDeadline(transport.terminateSession(), TERMINATE_TIMEOUT_MS)
     }
   } finally {
@@ -170,7 +193,18 @@ class LegacySessionLostError extends Error {
 
 /** MCP Streamable HTTP, "Session Management": HTTP 404 to a request with a session id means the server forgot the session. */
 export function isSessionLost(error: unknown): boolean {
-  return (error instanceof StreamableHTTPError && error.code === 404) || error instanceof LegacySessionLostError
+  return (error instanceof SdkHttpError && error.status === 404) || error instanceof LegacySessionLostError
+}
+
+/**
+ * The server no longer answers in the era the relay took it for (DESIGN.md §5: the verdict is
+ * refreshed then): a 2026-07-28 request refused as an unsupported revision (-32022) or with HTTP
+ * 400 (a 2025-era server asking for a session), or a 2025 handshake refused with HTTP 400/405
+ * (a server that now speaks only 2026-07-28).
+ */
+export function isEraRefused(error: unknown): boolean {
+  if (error instanceof SdkHttpError) return error.status === 400 || error.status === 405
+  return (error as { code?: unknown } | undefined)?.code === ProtocolErrorCode.UnsupportedProtocolVersion
 }
 
 /** Settles as `work` does, or resolves after `ms`, whichever comes first. */

@@ -1,7 +1,9 @@
-import { ErrorCode } from '@modelcontextprotocol/sdk/types.js'
 import type { FetchLike } from './upstream-fetch.ts'
 
 type RequestId = string | number
+
+/** JSON-RPC 2.0 §5.1 server error range; -32000 is what MCP SDKs use for a closed connection. */
+const CONNECTION_CLOSED = -32000
 
 /**
  * MCP Streamable HTTP answers a POSTed request with JSON or with an event stream that carries
@@ -93,7 +95,7 @@ function guardStream(body: ReadableStream<Uint8Array>, ids: RequestId[]): Readab
     if (pending.size > 0 && !resumable) {
       // A blank line first ends whatever partial event the server left behind.
       const events = [...pending.values()].map(
-        (id) => `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id, error: { code: ErrorCode.ConnectionClosed, message: problem } })}\n\n`,
+        (id) => `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id, error: { code: CONNECTION_CLOSED, message: problem } })}\n\n`,
       )
       controller.enqueue(new TextEncoder().encode(`\n\n${events.join('')}`))
     }

@@ -1,5 +1,5 @@
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { closeUpstream, isSessionLost } from './connect.ts'
+import type { Client } from '@modelcontextprotocol/client'
+import { closeUpstream, isEraRefused, isSessionLost } from './connect.ts'
 
 /** How to open a session for a key; `accessToken` reads the entry's current token at each request. */
 export type OpenSession = (accessToken: () => string | undefined, onClose: () => void) => Promise<Client>
@@ -123,7 +123,10 @@ export function createMcpPool(deps: {
       try {
         return await fn(await current.client)
       } catch (error) {
+        // A session the server forgot, or a client for a revision the server no longer speaks:
+        // the caller opens another (relay/upstream-access.ts).
         if (isSessionLost(error)) void retire(current, 'lost', false)
+        else if (isEraRefused(error)) void retire(current, 'era', true)
         throw error
       } finally {
         current.busy--

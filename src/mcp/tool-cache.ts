@@ -1,80 +1,113 @@
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import type { Tool } from '@modelcontextprotocol/sdk/types.js'
+import type { Client, Tool } from '@modelcontextprotocol/client'
 import type { Keyv } from 'keyv'
+import { withBudget } from './call-context.ts'
+
+/**
+ * A server's tools/list, with the caching hints a 2026-07-28 server gives it (SEP-2549: `ttlMs`,
+ * how long it stays fresh, 0 meaning at once stale; `cacheScope`, whether it is the same for
+ * every user). A 2025-era server gives none.
+ */
+export interface ToolList {
+  readonly tools: Tool[]
+  readonly ttlMs?: number
+  readonly cacheScope?: 'public' | 'private'
+}
+
+/** A list as loaded, with where and how long to keep it (decided by the caller from its hints). */
+export interface LoadedToolList extends ToolList {
+  /** The cache key it belongs under (its scope's), which may differ from the key asked for. */
+  readonly key: string
+  /** How long it is served as the server's current list (0: at once stale). */
+  readonly freshMs: number
+  /** How long it is kept at all, stale or not (0: not kept). */
+  readonly keepMs: number
+}
+
+/** As stored: the list, and until when it is fresh (epoch ms, by the relay's clock). */
+interface StoredToolList extends ToolList {
+  readonly freshUntil: number
+}
 
 export interface ToolListCache {
   /**
-   * The cached list for `key`, or the one `load` fetches: one upstream `tools/list` however many
-   * requests wait for the same key in this process.
+   * The cached list for `key` (a stale one too with `acceptStale`), or the one `load` fetches
+   * (kept under its own key for its own time): one upstream `tools/list` however many requests
+   * wait for the same key in this process.
    */
-  get(key: string, load: () => Promise<Tool[]>): Promise<{ tools: Tool[]; source: 'cache' | 'upstream' }>
+  get(key: string, load: () => Promise<LoadedToolList>, options: { acceptStale: boolean }): Promise<ToolList & { source: 'cache' | 'upstream' }>
   drop(key: string): Promise<void>
+  /** The scope each server's last list came with, in this process (relay/tool-lists.ts). */
+  readonly scopes: Map<string, 'public' | 'private'>
 }
 
-/** Per-server (or per-server-and-user) tools/list results, TOOL_LIST_CACHE_TTL_SECONDS; 0 disables. */
-export function createToolListCache(deps: { keyv: Keyv; ttlMs: number }): ToolListCache {
-  const loading = new Map<string, Promise<Tool[]>>()
+/** Per-server (or per-server-and-user) tools/list results, kept as long as each list says. */
+export function createToolListCache(deps: { keyv: Keyv; now: () => number }): ToolListCache {
+  const loading = new Map<string, Promise<LoadedToolList>>()
   // Bumped by drop(): a load that started before a drop does not write its stale list back.
   const generation = new Map<string, number>()
 
   return {
-    async get(key, load) {
+    async get(key, load, options) {
       // A load in flight is joined before the store is read, and again after: read first, a
       // request whose store read straddles the end of a load (the list written, the load gone
       // from `loading`) would start a second tools/list.
       let joined = loading.get(key)
-      if (!joined && deps.ttlMs > 0) {
-        const cached = (await deps.keyv.get(key)) as Tool[] | undefined
-        if (cached) return { tools: cached, source: 'cache' }
+      if (!joined) {
+        const cached = (await deps.keyv.get(key)) as StoredToolList | undefined
+        if (cached && (options.acceptStale || deps.now() < cached.freshUntil)) return { ...withoutFreshness(cached), source: 'cache' }
         joined = loading.get(key)
       }
       if (joined) {
         try {
-          return { tools: await joined, source: 'upstream' }
+          return { ...(await joined), source: 'upstream' }
         } catch {
           // Someone else's load failed (their sign-in, their timeout): their failure is not ours
           // to report, so this caller loads with its own access instead.
-          return { tools: await load(), source: 'upstream' }
+          return { ...(await load()), source: 'upstream' }
         }
       }
       const startedAt = generation.get(key) ?? 0
       const running = (async () => {
-        const tools = await load()
-        if (deps.ttlMs > 0 && (generation.get(key) ?? 0) === startedAt) await deps.keyv.set(key, tools, deps.ttlMs)
-        return tools
+        const list = await load()
+        if (list.keepMs > 0 && (generation.get(key) ?? 0) === startedAt) {
+          const stored: StoredToolList = { tools: list.tools, ttlMs: list.ttlMs, cacheScope: list.cacheScope, freshUntil: deps.now() + list.freshMs }
+          await deps.keyv.set(list.key, stored, list.keepMs)
+        }
+        return list
       })().finally(() => loading.delete(key))
       loading.set(key, running)
-      return { tools: await running, source: 'upstream' }
+      return { ...(await running), source: 'upstream' }
     },
     async drop(key) {
       generation.set(key, (generation.get(key) ?? 0) + 1)
       await deps.keyv.delete(key)
     },
+    scopes: new Map(),
   }
 }
 
-const MAX_PAGES = 100
-/**
- * A bound on a whole list, as on one response (DESIGN.md §6): without it a server that pages on
- * and on fills the relay's memory, the store and the answer (100 pages of 16 MiB each).
- */
-const MAX_LIST_CHARACTERS = 16 * 1024 * 1024
+function withoutFreshness(stored: StoredToolList): ToolList {
+  return { tools: stored.tools, ...(stored.ttlMs === undefined ? {} : { ttlMs: stored.ttlMs }), ...(stored.cacheScope === undefined ? {} : { cacheScope: stored.cacheScope }) }
+}
 
 /**
- * `tools/list` followed through every page (MCP "Pagination"), with caps against endless cursors
- * and endless lists: past either, the tools read so far are the list.
+ * A bound on a whole list, as on one response (DESIGN.md §6): without it a server that pages on
+ * and on fills the relay's memory, the store and the answer. Counted over every page's answer.
  */
-export async function listAllTools(client: Client, timeoutMs: number): Promise<Tool[]> {
-  const tools: Tool[] = []
-  let characters = 0
-  let cursor: string | undefined
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const result = await client.listTools(cursor === undefined ? {} : { cursor }, { timeout: timeoutMs })
-    characters += JSON.stringify(result.tools).length
-    if (characters > MAX_LIST_CHARACTERS) return tools
-    tools.push(...result.tools)
-    cursor = result.nextCursor
-    if (!cursor) return tools
+export const MAX_LIST_BYTES = 16 * 1024 * 1024
+
+/**
+ * `tools/list` followed through every page (MCP "Pagination") by the SDK, which leaves out tools
+ * whose `x-mcp-header` declarations are invalid (SEP-2243) and keeps the first page's caching
+ * hints. The SDK's own response cache is bypassed: the relay keeps lists per server or per user
+ * itself, across replicas, and one SDK client may serve every user of a 2026-07-28 server.
+ */
+export async function listAllTools(client: Client, timeoutMs: number): Promise<ToolList> {
+  const result = await withBudget(MAX_LIST_BYTES, () => client.listTools(undefined, { cacheMode: 'bypass', timeout: timeoutMs }))
+  const { ttlMs, cacheScope } = result as { ttlMs?: unknown; cacheScope?: unknown }
+  return {
+    tools: result.tools,
+    ...(typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs >= 0 ? { ttlMs } : {}),
+    ...(cacheScope === 'public' || cacheScope === 'private' ? { cacheScope } : {}),
   }
-  return tools
 }

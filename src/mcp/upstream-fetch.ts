@@ -1,4 +1,5 @@
-import { extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js'
+import { extractWWWAuthenticateParams } from '@modelcontextprotocol/client'
+import { liveCall } from './call-context.ts'
 import { hasWholeBody } from './http-fetch.ts'
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>
@@ -16,10 +17,10 @@ export class UpstreamAuthError extends Error {
   }
 }
 
-/** A response body larger than the relay accepts from an upstream (DESIGN.md §6). */
+/** A response body, or all the answers of one call, larger than the relay accepts from an upstream (DESIGN.md §6). */
 export class UpstreamTooLargeError extends Error {
-  constructor(limit: number) {
-    super(`the MCP server's response is larger than ${Math.round(limit / 1024 / 1024)} MiB`)
+  constructor(limit: number, what = "the MCP server's response") {
+    super(`${what} is larger than ${Math.round(limit / 1024 / 1024)} MiB`)
     this.name = 'UpstreamTooLargeError'
   }
 }
@@ -52,7 +53,7 @@ export function createUpstreamFetch(deps: {
     const link = linkSignal(init.signal ?? undefined)
     try {
       const response = await checkAuth(await baseFetch(input, { ...init, headers, signal: link.signal }))
-      const limited = limitBody(response, deps.maxResponseBytes, link.release)
+      const limited = limitBody(response, deps.maxResponseBytes, liveCall()?.budget, link.release)
       return response.ok || !token ? limited : await withoutToken(limited, token)
     } catch (error) {
       link.release()
@@ -140,8 +141,12 @@ function linkSignal(parent: AbortSignal | undefined): { signal: AbortSignal | un
   return { signal: controller.signal, release: () => parent.removeEventListener('abort', abort) }
 }
 
-/** The response with its body counted against `maxBytes`; `done` runs once the body is read, cancelled or failed. */
-function limitBody(response: Response, maxBytes: number, done: () => void): Response {
+/**
+ * The response with its body counted against `maxBytes`, and against the call's `budget` when it
+ * has one (the bound on all of its answers together); `done` runs once the body is read,
+ * cancelled or failed.
+ */
+function limitBody(response: Response, maxBytes: number, budget: { left: number; readonly total: number } | undefined, done: () => void): Response {
   const body = response.body
   if (!body) {
     done()
@@ -152,7 +157,12 @@ function limitBody(response: Response, maxBytes: number, done: () => void): Resp
     void body.cancel()
     throw new UpstreamTooLargeError(maxBytes)
   }
+  if (budget && declared > budget.left) {
+    void body.cancel()
+    throw new UpstreamTooLargeError(budget.total, 'all of its answers together')
+  }
   if (hasWholeBody(response)) {
+    if (budget) budget.left -= declared
     done()
     return response
   }
@@ -170,9 +180,10 @@ function limitBody(response: Response, maxBytes: number, done: () => void): Resp
           return
         }
         seen += value.byteLength
-        if (seen > maxBytes) {
+        if (budget) budget.left -= value.byteLength
+        if (seen > maxBytes || (budget && budget.left < 0)) {
           done()
-          controller.error(new UpstreamTooLargeError(maxBytes))
+          controller.error(seen > maxBytes ? new UpstreamTooLargeError(maxBytes) : new UpstreamTooLargeError(budget!.total, 'all of its answers together'))
           await reader.cancel()
           return
         }

@@ -82,9 +82,12 @@ async function currentStatus(
     if (fresh.kind === 'need-auth') return { ...base, status: 'need_auth', ...needAuthFields(fresh), message: fresh.message }
     return { ...base, status: 'error', message: fresh.kind === 'error' ? fresh.message : 'No token.' }
   }
-  // Without a token, opening the session is the probe that tells an open server from one that
-  // wants sign-in (it answers 401 with its challenge).
-  const access = await withUpstream(deps, caller, server, async () => undefined)
+  // Without a token, a request is the probe that tells an open server from one that wants
+  // sign-in (it answers 401 with its challenge): opening a 2025-era session is one; a 2026-07-28
+  // client opens without a round trip, so it asks `server/discover`.
+  const access = await withUpstream(deps, caller, server, async (client, timeoutMs) => {
+    if (client.getProtocolEra() === 'modern') await client.discover({ timeout: timeoutMs })
+  })
   switch (access.kind) {
     case 'ok':
       return access.authorized

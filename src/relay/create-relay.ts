@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto'
 import type { LookupFunction } from 'node:net'
 import type { RelayConfig } from '../config/load-config.ts'
 import { createMcpPool } from '../mcp/pool.ts'
+import { createEraStore } from '../mcp/eras.ts'
+import { createOutputSchemas } from '../mcp/output-schemas.ts'
+import { createInputStore, type PendingInput } from '../store/inputs.ts'
 import { createToolListCache } from '../mcp/tool-cache.ts'
 import { createHttpFetch } from '../mcp/http-fetch.ts'
 import type { FetchLike } from '../mcp/upstream-fetch.ts'
@@ -46,7 +49,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files' | 'inputs') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
     // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins and files live 10 minutes.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
@@ -86,7 +89,10 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
-    toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),
+    toolCache: createToolListCache({ keyv: store.namespace('tools'), now }),
+    eras: createEraStore({ keyv: store.namespace('eras'), now }),
+    inputs: createInputStore({ map: sealed<PendingInput>('inputs'), now }),
+    outputSchemas: createOutputSchemas({ warn: (serverId, message) => logger.warn({ serverId }, message) }),
     pool,
     files: createFileStore({ map: sealed<StoredFile>('files'), now }),
     oauth: {

@@ -1,5 +1,8 @@
 import type { Keyv } from 'keyv'
 import type { RelayConfig, ServerConfig } from '../config/load-config.ts'
+import type { EraStore } from '../mcp/eras.ts'
+import type { OutputSchemas } from '../mcp/output-schemas.ts'
+import type { InputStore } from '../store/inputs.ts'
 import type { McpPool } from '../mcp/pool.ts'
 import type { ToolListCache } from '../mcp/tool-cache.ts'
 import type { FetchLike } from '../mcp/upstream-fetch.ts'
@@ -33,6 +36,12 @@ export interface RelayDeps {
   readonly discovery: DiscoveryCache
   readonly stepUps: Keyv
   readonly toolCache: ToolListCache
+  /** The MCP revision each server speaks (DESIGN.md §5). */
+  readonly eras: EraStore
+  /** Calls waiting for the user's answers (SEP-2322, DESIGN.md §4 USER_INPUT_REQUIRED). */
+  readonly inputs: InputStore
+  /** Tools' output schemas, compiled per server, for checking structured results. */
+  readonly outputSchemas: OutputSchemas
   readonly pool: McpPool
   /** Binary tool content kept aside for GET /files/<id>. */
   readonly files: FileStore
@@ -51,11 +60,6 @@ export function ownerOf(caller: Caller, server: ServerConfig): TokenOwner {
 
 export function poolKey(owner: TokenOwner): string {
   return tokenKey(owner)
-}
-
-/** `tool_cache: "server"` shares one list per server; `"user"` keeps one per (tenant, user). */
-export function toolCacheKey(server: ServerConfig, owner: TokenOwner): string {
-  return server.toolCache === 'user' ? `user:${tokenKey(owner)}` : `server:${server.serverId}`
 }
 
 export function timeoutFor(deps: RelayDeps, server: ServerConfig): number {

@@ -1,11 +1,12 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js'
+import type { Tool } from '@modelcontextprotocol/client'
 import type { ServerConfig } from '../config/load-config.ts'
-import { listAllTools } from '../mcp/tool-cache.ts'
-import { toolCacheKey, type RelayDeps } from './deps.ts'
+import { listAllTools, type ToolList } from '../mcp/tool-cache.ts'
+import type { RelayDeps } from './deps.ts'
 import { needAuthFields } from './pending-sign-in.ts'
 import { selectServers } from './select-servers.ts'
 import type { Caller, ListToolsResult } from './types.ts'
 import type { NoToken } from './token-source.ts'
+import { toolListOf } from './tool-lists.ts'
 import { tokenSourceFor, withUpstream } from './upstream-access.ts'
 
 const USAGE =
@@ -70,22 +71,22 @@ export async function toolsOf(deps: RelayDeps, caller: Caller, server: ServerCon
   if (current.kind !== 'token' && current.kind !== 'none') return current
   const mayUseCache = current.kind === 'token' || (await deps.discovery.get(server))?.kind === 'open'
   const token = current.kind === 'token' ? current.token : undefined
-  const load = async (): Promise<Tool[]> => {
+  const load = async (): Promise<ToolList> => {
     const access = await withUpstream(deps, caller, server, (client, timeoutMs) => listAllTools(client, timeoutMs), { token })
     if (access.kind !== 'ok') throw new AccessFailure(access)
     return access.value
   }
   try {
     if (mayUseCache) {
-      const listed = await deps.toolCache.get(toolCacheKey(server, owner), load).catch((error: unknown) => {
+      const listed = await toolListOf(deps, server, owner, load, { fresh: true }).catch((error: unknown) => {
         // A load that failed was a miss too (it went upstream).
         deps.metrics.recordToolCache(server.serverId, 'miss')
         throw error
       })
       deps.metrics.recordToolCache(server.serverId, listed.source === 'cache' ? 'hit' : 'miss')
-      return { kind: 'tools', ...listed }
+      return { kind: 'tools', tools: listed.tools, source: listed.source }
     }
-    return { kind: 'tools', tools: await load(), source: 'upstream' }
+    return { kind: 'tools', tools: (await load()).tools, source: 'upstream' }
   } catch (error) {
     if (error instanceof AccessFailure) return error.outcome
     throw error

@@ -1,7 +1,8 @@
 import { withRefreshLock } from '../oauth/refresh.ts'
 import { storeKey } from '../store/keys.ts'
 import type { UpstreamToken } from '../store/tokens.ts'
-import { ownerOf, poolKey, toolCacheKey, type RelayDeps } from './deps.ts'
+import { ownerOf, poolKey, type RelayDeps } from './deps.ts'
+import { dropUserToolList } from './tool-lists.ts'
 import { revokeGrant } from './revoke-grant.ts'
 import { findServer } from './select-servers.ts'
 import type { Caller, ResetResult } from './types.ts'
@@ -30,7 +31,7 @@ export async function reset(deps: RelayDeps, caller: Caller, request: { serverId
     if (removed) deleted.push({ server, token: removed.token })
     deps.logger.info({ event: 'reset', tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId, deleted: removed !== undefined }, 'tokens reset')
     await deps.pool.drop(poolKey(owner))
-    if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, owner))
+    await dropUserToolList(deps, server, owner)
     await deps.stepUps.delete(storeKey(owner.tenant, owner.userId, owner.serverId))
   }
   const deletedIds = deleted.map(({ server }) => server.serverId)

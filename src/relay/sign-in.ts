@@ -5,7 +5,8 @@ import { DiscoveryError } from '../oauth/discovery.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { hashConfirmationCode, newConfirmationCode } from './confirmation-code.ts'
 import { redirectUriFor } from '../oauth/redirect-uri.ts'
-import { poolKey, toolCacheKey, type RelayDeps } from './deps.ts'
+import { poolKey, type RelayDeps } from './deps.ts'
+import { dropUserToolList } from './tool-lists.ts'
 import { revokeReplacedGrant, storeReplacingGrant } from './revoke-grant.ts'
 import { resolveServerAuth } from './sign-in-link.ts'
 import type { BrowserProof, CompleteSignInResult, DescribeSignInResult, StartSignInResult } from './types.ts'
@@ -115,5 +116,5 @@ export async function storeSignedInToken(deps: RelayDeps, server: ServerConfig, 
   if (replaced) revokeReplacedGrant(deps, server, owner, replaced, token)
   // A new token (perhaps another account): the old session and per-user list depended on the old one.
   await deps.pool.drop(poolKey(owner))
-  if (server.toolCache === 'user') await deps.toolCache.drop(toolCacheKey(server, owner))
+  await dropUserToolList(deps, server, owner)
 }

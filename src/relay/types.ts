@@ -1,4 +1,5 @@
 import type { KeptFile } from '../store/files.ts'
+import type { InputRequestEntry } from './input-requests.ts'
 
 export type { KeptFile } from '../store/files.ts'
 
@@ -74,7 +75,27 @@ export type CallToolResult =
   | { ok: true; tool_ref: string; result: { content: unknown[]; structuredContent?: unknown; isError: boolean } }
   | { ok: false; error_code: 'NOT_AUTHORIZED'; status: 'need_auth'; server_id: string; login_url?: string; pending_confirmation?: true; message: string }
   | { ok: false; error_code: 'UPSTREAM_ERROR' | 'TIMEOUT' | 'UNKNOWN_TOOL'; tool_ref: string; message: string }
-  | { ok: false; error_code: 'USER_ACTION_REQUIRED'; status: 'need_user_action'; server_id: string; tool_ref: string; action_url: string; message: string }
+  | {
+      ok: false
+      error_code: 'USER_ACTION_REQUIRED'
+      status: 'need_user_action'
+      server_id: string
+      tool_ref: string
+      action_url: string
+      /** A 2026-07-28 server's URL request (SEP-2322): the call continues with it once the page is done. */
+      input_ref?: string
+      message: string
+    }
+  | {
+      ok: false
+      error_code: 'USER_INPUT_REQUIRED'
+      status: 'need_user_input'
+      server_id: string
+      tool_ref: string
+      input_ref: string
+      input_requests: InputRequestEntry[]
+      message: string
+    }
 
 export interface ResetResult {
   user_id: string
@@ -141,7 +162,11 @@ export interface RelayService {
   ): Promise<AuthStatusResult>
   listTools(caller: Caller, request: { serverIds: string[] | undefined }): Promise<ListToolsResult>
   /** `toolRef` is `server_id::tool_name`, split at the first `::` (already checked by the route). */
-  callTool(caller: Caller, request: { serverId: string; toolName: string; input: Record<string, unknown> }): Promise<CallToolResult>
+  /** `inputRef` and `inputResponse` continue a call that asked the user questions (DESIGN.md §4). */
+  callTool(
+    caller: Caller,
+    request: { serverId: string; toolName: string; input: Record<string, unknown>; inputRef?: string | undefined; inputResponse?: unknown },
+  ): Promise<CallToolResult>
   reset(caller: Caller, request: { serverId: string | undefined }): Promise<ResetResult>
   /** GET /admin/connections; an unknown cursor throws RelayError INVALID_INPUT. */
   listConnections(admin: AdminCaller, request: ConnectionsRequest): Promise<ConnectionsResult>

@@ -1,4 +1,3 @@
-import type { McpError } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
 import type { UrlGuard } from '../oauth/url-guard.ts'
 
@@ -13,10 +12,10 @@ export type UserAction = { kind: 'open'; actionUrl: string; message: string } | 
  * relay passes that URL to the model to show as a link, so only a page fit for a browser is
  * passed on: https, or plain http on a host the operator trusts (OAUTH_TRUSTED_HOSTS, an
  * mcp_url's host). Never `javascript:`, `data:` and the like, nor a URL with a user name
- * (`https://bank.example@evil.example/` reads as the bank's). `error` is any McpError with that
+ * (`https://bank.example@evil.example/` reads as the bank's). `error` is any ProtocolError with that
  * code: the SDK makes it an UrlElicitationRequiredError only when its data has `elicitations`.
  */
-export function userActionOf(error: McpError, guard: UrlGuard): UserAction {
+export function userActionOf(error: { readonly message: string; readonly data?: unknown }, guard: UrlGuard): UserAction {
   const parsed = errorData.safeParse(error.data)
   const first = parsed.success ? parsed.data.elicitations.find((elicitation) => elicitation.mode === 'url') : undefined
   const serverWords = cleanMcpMessage(error.message)

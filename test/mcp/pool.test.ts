@@ -153,6 +153,7 @@ describe('createMcpPool', () => {
       url: upstream.url,
       fetch: createUpstreamFetch({ accessToken, maxResponseBytes: 1024 * 1024 }),
       timeoutMs: 5000,
+      mode: { kind: 'legacy' },
       onToolsChanged: () => undefined,
       onClose,
     })

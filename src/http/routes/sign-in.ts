@@ -1,5 +1,5 @@
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { RelayError } from '../../errors.ts'
 import type { RelayService } from '../../relay/types.ts'
 import { confirmationForm, createBrowserBinding } from '../browser-binding.ts'
@@ -72,7 +72,7 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
 
   // The plain callback, and one per authorization server that does not identify itself in its
   // responses (RFC 9700 §4.4.2; oauth/redirect-uri.ts).
-  fastify.get<{ Params: { tag?: string } }>('/oauth/callback/:tag?', { config: limited }, async (request, reply) => {
+  const callback = async (request: FastifyRequest<{ Params: { tag?: string } }>, reply: FastifyReply) => {
     // openid-client derives redirect_uri from this URL, so it must be the public one (FIELD-NOTES.md):
     // PUBLIC_BASE_URL may carry a path prefix that a proxy stripped from request.url.
     const queryStart = request.url.indexOf('?')
@@ -86,7 +86,9 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
     }
     request.log.info({ status: result.status }, 'sign-in failed')
     return sendPage(reply, result.status, signInFailedPage(result.message))
-  })
+  }
+  fastify.get('/oauth/callback', { config: limited }, callback)
+  fastify.get('/oauth/callback/:tag', { config: limited }, callback)
 
   fastify.get('/oauth/client-metadata.json', async (_request, reply) => {
     reply.header('cache-control', 'public, max-age=300')

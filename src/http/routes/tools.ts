@@ -36,6 +36,8 @@ export async function toolRoutes(fastify: FastifyInstance, options: ToolRoutesOp
       serverId: body.serverId,
       toolName: body.toolName,
       input: body.input,
+      inputRef: body.inputRef,
+      inputResponse: body.inputResponse,
     })
   })
 }
