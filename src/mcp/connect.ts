@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto'
 import {
   Client,
   ProtocolErrorCode,
@@ -70,6 +71,7 @@ export async function connectUpstream(options: {
       ...(mode.kind === 'modern' ? { prior: { kind: 'modern', discover: mode.discover } } : {}),
     })
     client.onclose = options.onClose
+    if (client.getProtocolEra() === 'modern') startIdsAtRandom(client)
     return client
   } catch (error) {
     await client.close().catch(() => undefined) // the failed transport holds nothing worth reporting
@@ -112,6 +114,16 @@ async function connectLegacySse(url: URL, options: Parameters<typeof connectUpst
   return legacy
 }
 
+/**
+ * SEP-2322 (MCP 2026-07-28, "Multi Round-Trip Requests"): a retry's JSON-RPC id MUST differ from
+ * its first request's. The retry may go out from another replica, or from this one after a
+ * restart, whose client counts its ids from 0 too: each 2026-07-28 client counts from a random
+ * point instead (the SDK's counter is private; it is the one place the relay reaches into it).
+ */
+function startIdsAtRandom(client: Client): void {
+  ;(client as unknown as { _requestMessageId: number })._requestMessageId = randomInt(2 ** 47)
+}
+
 /** A Streamable HTTP connect refused with a 4xx other than auth: the server may speak only the legacy HTTP+SSE transport. */
 function isRefusedOverStreamableHttp(error: unknown): boolean {
   return error instanceof SdkHttpError && error.status >= 400 && error.status < 500
@@ -119,7 +131,8 @@ function isRefusedOverStreamableHttp(error: unknown): boolean {
 
 function newClient(options: { onToolsChanged: () => void }, mode: ConnectMode): Client {
   const client = new Client(RELAY_CLIENT_INFO, {
-    capabilities: mode.kind === 'legacy' ? {} : MODERN_CAPABILITIES,
+    // A negotiating client that falls back to `initialize` is a 2025-era session: it declares nothing.
+    capabilities: mode.kind === 'modern' ? MODERN_CAPABILITIES : {},
     listMaxPages: MAX_LIST_PAGES,
     // SEP-2322: questions a 2026-07-28 server asks (`input_required` results) go to the user
     // through the chat (relay/call-tool.ts), never to handlers of the relay's own.

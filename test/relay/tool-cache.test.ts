@@ -97,13 +97,13 @@ describe('tools/list pagination and list_changed', () => {
     expect(paged.counters.toolsList).toBe(10)
   })
 
-  it('stops following cursors at the page cap', async () => {
+  it('stops following cursors at the page cap: a list that does not end is the server\'s error', async () => {
     const endless = await upstream({ toolCount: 200, pageSize: 1 })
     const relay = await relayFor([{ server_id: 'endless', mcp_url: endless.url }])
     const answer = await listTools(relay, 'reader', 'endless')
-    expect(answer.errors).toEqual([])
+    expect(answer.errors).toEqual([{ server_id: 'endless', error: expect.stringContaining('server pagination did not terminate') }])
     expect(endless.counters.toolsList).toBe(100)
-    expect(answer.tools).toHaveLength(100)
+    expect(answer.tools).toEqual([])
   })
 
   it('drops the cached list when a pooled session hears notifications/tools/list_changed', async () => {
