@@ -93,7 +93,8 @@ describe('API key on every API-key route', () => {
     ['no Authorization header', {}, /API key is required/],
     ['a wrong key', bearer('not-the-key-0123456789'), /API key is not valid/],
     ['a key with one character changed', bearer(ACME_KEY.slice(0, -1) + 'X'), /API key is not valid/],
-    ['Basic instead of Bearer', { authorization: `Basic ${Buffer.from(`acme:${ACME_KEY}`).toString('base64')}` }, /API key is required/],
+    ['HTTP Basic credentials, base64(tenant:key)', { authorization: `Basic ${Buffer.from(`acme:${ACME_KEY}`).toString('base64')}` }, /API key is not valid/],
+    ['the key base64-encoded after Basic', { authorization: `Basic ${Buffer.from(ACME_KEY).toString('base64')}` }, /API key is not valid/],
     ['an empty Bearer', { authorization: 'Bearer ' }, /API key is required/],
   ]
   for (const route of ROUTES) {
@@ -131,6 +132,19 @@ describe('tenant from the API key name', () => {
     expect(response.statusCode).toBe(200)
     expect(calls[0]!.caller!.tenant).toBe('globex')
   })
+  // What Dify's credential form sends with its prefixes Basic and Custom (DESIGN.md §3).
+  for (const [name, authorization] of [
+    ['Basic <key>', `Basic ${GLOBEX_KEY}`],
+    ['the bare key', GLOBEX_KEY],
+  ] as const) {
+    for (const route of ROUTES) {
+      it(`${route}: accepts ${name}, as the same tenant`, async () => {
+        const response = await post(route, VALID[route], { authorization })
+        expect(response.statusCode).toBe(200)
+        expect(calls[0]!.caller).toEqual({ tenant: 'globex', userId: 'u1' })
+      })
+    }
+  }
 })
 
 describe('POST /tools/auth-status', () => {
