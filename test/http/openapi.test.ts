@@ -35,6 +35,15 @@ describe('/openapi.json for Dify', () => {
     expect(document.servers[0].url).toBe('https://relay.example.com/base')
   })
 
+  it('servers[0].url is TOOLS_BASE_URL when set (where Dify reaches the relay), while sign-in links stay on PUBLIC_BASE_URL', async () => {
+    const { app: relayApp } = await makeApp({ environment: { TOOLS_BASE_URL: 'http://mcp-auth-relay:8787/' } })
+    const served = (await relayApp.inject({ method: 'GET', url: '/openapi.json' })).json()
+    expect(served.servers).toEqual([{ url: 'http://mcp-auth-relay:8787' }])
+    const status = await relayApp.inject({ method: 'POST', url: '/tools/auth-status', headers: bearer(ACME_KEY), payload: { user_id: 'u1' } })
+    expect(status.json().servers[0].login_url).toMatch(/^https:\/\/relay\.example\.com\/base\/oauth\/start\//)
+    await relayApp.close()
+  })
+
   it('has exactly three operations, all POST, with the plugin operationIds (reset is not one)', () => {
     const operations = Object.entries(document.paths).flatMap(([path, item]) => Object.keys(item as object).map((method) => `${method} ${path}`))
     expect(operations.sort()).toEqual(Object.keys(EXPECTED).map((path) => `post ${path}`).sort())
