@@ -108,7 +108,7 @@ const TOOL_ROUTE_FAULTS: Partial<Record<RelayErrorCode, { retrySeconds: number; 
 export function sendToolRouteError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
   const error = toRelayError(thrown, String(request.id))
   const fault = TOOL_ROUTE_FAULTS[error.code]
-  if (!fault) return sendError(request, reply, error)
+  if (!fault) return sendError(request, reply, thrown)
   logFailure(request, error, thrown)
   return reply
     .code(200)
