@@ -8,8 +8,8 @@
  * the text holds a single quote and no double quote), `\\`, `\'`, `\t`, `\n`, `\r`, `\xhh`,
  * `\uhhhh`, `\Uhhhhhhhh` for what is not printable, and printable non-ASCII as it is.
  *
- * The reader takes what `ast.literal_eval` takes of that, and means the JSON value the model
- * sent: strings (every escape of a plain string literal; `\N{name}` is refused, `str()` never
+ * The reader takes that syntax (the part of what `ast.literal_eval` takes that a JSON value can
+ * need) and reads it as the JSON value the model sent: strings (every escape of a plain string literal; `\N{name}` is refused, `str()` never
  * writes it), decimal ints and floats (underscores allowed), True/False/None (and JSON's
  * true/false/null, which a model mixes in), dicts with string keys and lists, nested, with a
  * trailing comma. Nothing is evaluated: there are no names, calls or operators to evaluate.
@@ -112,7 +112,7 @@ export function readPythonLiteral(text: string): LiteralResult {
     if (/[A-Za-z_]/.test(char)) return readName()
     if (/[-+.\d]/.test(char)) return readNumber()
     if (char === '(') throw malformed('a tuple cannot be read, only a list [...]')
-    throw malformed(`"${char}" cannot start a value`)
+    throw malformed('no value can start with this character')
   }
 
   function enter(depth: number): void {

@@ -121,6 +121,7 @@ describe('readLiteral, by hand', () => {
     ['a \\U escape past U+10FFFF', "'\\U00110000'", 'a \\U escape names no character (character 2)'],
     ['a \\N{...} escape', "'\\N{BULLET}'", 'a \\N{...} escape cannot be read; write the character itself (character 2)'],
     ['text after the value', '{} {}', 'more follows the value (character 4)'],
+    ['a character no value starts with', "{'a': <1>}", 'no value can start with this character (character 7)'],
     ['nothing', '   ', 'it ends where a value should be (character 4)'],
     ['a plain sentence', 'find the report', 'only True, False and None can stand unquoted (character 1)'],
   ]
