@@ -98,7 +98,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   await app.register(fileRoutes, { relay, rateLimit: deps.filesRateLimit ?? { max: 120, timeWindowMs: 60_000 } })
   await app.register(healthRoutes, { relay })
-  await app.register(openApiRoute, { document: createOpenApiDocument(config.publicBaseUrl) })
+  await app.register(openApiRoute, { document: createOpenApiDocument(config.toolsBaseUrl) })
 
   return app
 }

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
     logger.info({ servers: [...config.servers.keys()], source: config.serversSource }, 'servers configured')
   }
   for (const warning of config.serversWarnings) logger.warn(warning)
+  if (config.toolsBaseUrlWarning) logger.warn(config.toolsBaseUrlWarning)
 
   let stopping = false
   const stop = (signal: string) => {

@@ -183,6 +183,10 @@ describe('a clean start of src/main.ts', () => {
       for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow()
       const messages = lines.map((line) => (JSON.parse(line) as { msg: string }).msg)
       expect(messages).toEqual(expect.arrayContaining(['relay listening', 'request completed', 'shutting down']))
+      // PUBLIC_BASE_URL is http://localhost:PORT, which Dify's import refuses: one warning line says so.
+      expect(messages.filter((message) => message.startsWith('TOOLS_BASE_URL'))).toEqual([
+        expect.stringMatching(/^TOOLS_BASE_URL \(not set, so PUBLIC_BASE_URL\) is http:\/\/localhost:\d+, which Dify's Custom Tool import refuses/),
+      ])
       // One line per request: Fastify's own 'incoming request' line stays off.
       expect(messages).not.toContain('incoming request')
     } finally {

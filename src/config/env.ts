@@ -8,6 +8,11 @@ const optionalText = z
   .transform((value) => value || undefined)
   .optional()
 
+const httpUrl = optionalText.refine(
+  (value) => value === undefined || (URL.canParse(value) && /^https?:$/.test(new URL(value).protocol)),
+  'must be an http(s) URL',
+)
+
 /** Every environment variable the relay reads (DESIGN.md §3). */
 export const envSchema = z.object({
   PORT: integer(0, 65535).default(8787),
@@ -21,10 +26,9 @@ export const envSchema = z.object({
       'must be a host name or an IP address',
     )
     .default('0.0.0.0'),
-  PUBLIC_BASE_URL: optionalText.refine(
-    (value) => value === undefined || (URL.canParse(value) && /^https?:$/.test(new URL(value).protocol)),
-    'must be an http(s) URL',
-  ),
+  PUBLIC_BASE_URL: httpUrl,
+  // DESIGN.md §3: where Dify reaches the tool routes (servers[0].url of /openapi.json).
+  TOOLS_BASE_URL: httpUrl,
   RELAY_API_KEYS: optionalText,
   RELAY_ADMIN_KEYS: optionalText,
   MCP_SERVERS_FILE: optionalText,

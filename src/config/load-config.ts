@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs'
+import { difyImporterRefusal } from './dify-importer.ts'
 import { envSchema } from './env.ts'
 import { parseServers, type ServerConfig } from './servers.ts'
 import { parseAdminKeys, parseApiKeys, generateApiKey, type ApiKey } from './api-keys.ts'
@@ -13,6 +14,10 @@ export interface RelayConfig {
   readonly host: string
   /** No trailing slash. */
   readonly publicBaseUrl: string
+  /** TOOLS_BASE_URL (default publicBaseUrl), no trailing slash: `servers[0].url` of /openapi.json. */
+  readonly toolsBaseUrl: string
+  /** A start-up warning when Dify's Custom Tool importer would refuse toolsBaseUrl. */
+  readonly toolsBaseUrlWarning: string | undefined
   readonly callbackUrl: string
   readonly apiKeys: readonly ApiKey[]
   /** RELAY_ADMIN_KEYS: keys for the /admin routes; empty means those routes do not exist (404). */
@@ -57,6 +62,8 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
   const env = parsed.data
 
   const publicBaseUrl = (env.PUBLIC_BASE_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, '')
+  const toolsBaseUrl = env.TOOLS_BASE_URL?.replace(/\/+$/, '') ?? publicBaseUrl
+  const refusal = difyImporterRefusal(toolsBaseUrl)
   const apiKeys = env.RELAY_API_KEYS === undefined ? undefined : parseApiKeys(env.RELAY_API_KEYS)
   if (apiKeys && 'problem' in apiKeys) throw new ConfigError(`RELAY_API_KEYS: ${apiKeys.problem}`)
   const generatedApiKey = apiKeys ? undefined : generateApiKey()
@@ -80,6 +87,12 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
     port: env.PORT,
     host: env.HOST,
     publicBaseUrl,
+    toolsBaseUrl,
+    toolsBaseUrlWarning:
+      refusal &&
+      `TOOLS_BASE_URL${env.TOOLS_BASE_URL === undefined ? ' (not set, so PUBLIC_BASE_URL)' : ''} is ${toolsBaseUrl}, which Dify's Custom Tool import refuses (${refusal}): ` +
+        `it refuses localhost, .local names and private, loopback or link-local addresses (SSRF protection). ` +
+        `Set TOOLS_BASE_URL to the URL Dify reaches the relay at, e.g. http://mcp-auth-relay:8787 on Dify's Docker network, or a public one`,
     callbackUrl: `${publicBaseUrl}/oauth/callback`,
     apiKeys: Object.freeze(apiKeys ? apiKeys.keys : [generatedApiKey!]),
     adminKeys: Object.freeze(adminKeys ? adminKeys.keys : []),

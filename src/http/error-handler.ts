@@ -52,21 +52,28 @@ export function toRelayError(error: unknown, requestId: string): RelayError {
   const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
   if (known) return new RelayError(known[0], known[1], { cause: error })
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    return new RelayError(codeForClientStatus(statusCode), 'the request is not valid', { cause: error })
+    const clientCode = codeForClientStatus(statusCode)
+    const message = clientCode === 'RATE_LIMITED' ? 'there were too many requests; try again in a minute' : 'the request is not valid'
+    return new RelayError(clientCode, message, { cause: error })
   }
   return new RelayError('INTERNAL', `the relay failed unexpectedly; its operator can look up request id ${requestId} in the logs`, {
     cause: error,
   })
 }
 
-export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
-  const error = toRelayError(thrown, String(request.id))
-  const status = STATUS[error.code]
-  if (status >= 500) {
+/** One log line per failed request, at the level its status calls for (the relay's fault: error). */
+function logFailure(request: FastifyRequest, error: RelayError, thrown: unknown): void {
+  if (STATUS[error.code] >= 500) {
     request.log.error({ err: thrown, errorCode: error.code }, 'request failed')
   } else {
     request.log.info({ errorCode: error.code, reason: error.message }, 'request rejected')
   }
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
+  const error = toRelayError(thrown, String(request.id))
+  const status = STATUS[error.code]
+  logFailure(request, error, thrown)
   // RFC 9110 §15.5.2: a 401 carries a challenge.
   if (status === 401) reply.header('www-authenticate', 'Bearer')
   if (isBrowserPath(request.url)) return sendPage(reply, status, errorPage(error))
@@ -74,6 +81,39 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
     .code(status)
     .header('content-type', 'application/json; charset=utf-8')
     .send({ error: { code: error.code, message: error.message } })
+}
+
+/**
+ * Relay-side transient faults as the three tool routes answer them (DESIGN.md §4): HTTP 200 with
+ * `ok: false`, because Dify's HTTP client retries 429 and 5xx (api/core/helper/ssrf_proxy.py,
+ * STATUS_FORCELIST) and a tool call allows no retry, so it raises "Reached maximum retries (0)
+ * for URL …" and the model never sees our message. Any such code raised on a tool route answers
+ * this way, whoever raised it; `retrySeconds` is the hint the model passes on.
+ */
+const TOOL_ROUTE_FAULTS: Partial<Record<RelayErrorCode, { retrySeconds: number; message: (error: RelayError) => string }>> = {
+  // Long enough for a restarted Redis or PostgreSQL to be back; the store call itself gave up after 2 s.
+  STORE_UNAVAILABLE: {
+    retrySeconds: 10,
+    message: () =>
+      'The MCP relay cannot reach its store right now, so this request could not be completed. Tell the user the MCP tools are briefly unavailable, and try again in about 10 seconds.',
+  },
+  // The limiter's own message says what was limited and for how long.
+  RATE_LIMITED: { retrySeconds: 60, message: (error) => error.message },
+}
+
+/**
+ * The error handler of the tool routes: a transient fault answers 200 `{ ok: false, error_code,
+ * retry_after_seconds, message }`, logged as the error it is; everything else as `sendError`.
+ */
+export function sendToolRouteError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
+  const error = toRelayError(thrown, String(request.id))
+  const fault = TOOL_ROUTE_FAULTS[error.code]
+  if (!fault) return sendError(request, reply, thrown)
+  logFailure(request, error, thrown)
+  return reply
+    .code(200)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send({ ok: false, error_code: error.code, retry_after_seconds: fault.retrySeconds, message: fault.message(error) })
 }
 
 /** Errors Fastify meets before routing (bad URL, over-long parameter): same answers as the rest. */

@@ -14,7 +14,7 @@ declare module 'fastify' {
 }
 
 export interface Identity {
-  /** The tenant whose API key is in `Authorization: Bearer <key>`; throws RelayError UNAUTHORIZED. */
+  /** The tenant whose API key is in the Authorization header (`Bearer <key>`, `Basic <key>` or the bare key); throws RelayError UNAUTHORIZED. */
   tenantOf(authorization: string | undefined): string
   /**
    * The user the request speaks for: `user_id` itself or, when a user secret is configured, the
@@ -22,7 +22,7 @@ export interface Identity {
    */
   userIdOf(userId: string): string
   /**
-   * The position (1-based) in RELAY_ADMIN_KEYS of the admin key in `Authorization: Bearer <key>`;
+   * The position (1-based) in RELAY_ADMIN_KEYS of the admin key in the Authorization header (the same forms);
    * throws RelayError UNAUTHORIZED, in the same words as tenantOf, so that neither kind of route
    * tells a caller whether its key is a key of the other kind.
    */
@@ -36,6 +36,20 @@ const SIGNED_FORMAT = 'user_id: must be a signed user id (<id>.<expiry>.<signatu
 
 const MISSING_KEY = 'an API key is required: send "Authorization: Bearer <key>"'
 const WRONG_KEY = 'the API key is not valid'
+
+/**
+ * The key in an Authorization header, in each form Dify's API-key credential sends it (its
+ * prefixes Bearer, Basic and Custom: api/core/tools/custom_tool/tool.py writes `Bearer <key>`,
+ * `Basic <key>` or the key alone): `Bearer <key>`, `Basic <key>`, or a value that is one token
+ * (the bare key). The key is compared as it is: a Basic value is never base64-decoded, so HTTP
+ * Basic credentials (`base64(user:pass)`) match no key, whatever they decode to.
+ */
+function presentedKey(authorization: string | undefined): string | undefined {
+  const value = (authorization ?? '').trim()
+  const scheme = /^(?:Bearer|Basic)(?:[ \t]+(\S+))?$/i.exec(value)
+  if (scheme) return scheme[1]
+  return /^\S+$/.test(value) ? value : undefined
+}
 
 /** `now` returns milliseconds since the epoch. */
 export function createIdentity(deps: {
@@ -51,7 +65,7 @@ export function createIdentity(deps: {
 
   /** The entry whose key was presented; compares against every key, without stopping at a match, so timing says nothing about which. */
   function match<K extends { digest: Buffer }>(authorization: string | undefined, candidates: readonly K[]): K {
-    const presented = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '')?.[1]
+    const presented = presentedKey(authorization)
     if (presented === undefined) throw new RelayError('UNAUTHORIZED', MISSING_KEY)
     const digest = sha256(presented)
     let found: K | undefined

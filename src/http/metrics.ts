@@ -39,6 +39,9 @@ function outcomeOf(route: string, statusCode: number, body: unknown): string | u
   if (typeof body !== 'object' || body === null) return undefined
   const error = (body as { error?: { code?: unknown } }).error
   if (statusCode >= 400) return typeof error?.code === 'string' ? error.code : undefined
+  // A relay-side fault a tool route answers 200 (STORE_UNAVAILABLE, RATE_LIMITED): counted as that error.
+  const fault = body as { ok?: unknown; error_code?: unknown }
+  if (fault.ok === false && typeof fault.error_code === 'string') return fault.error_code
   const tool = TOOL_OUTCOMES[route]
   return tool ? tool(body as never) : undefined
 }

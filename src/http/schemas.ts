@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { RelayError } from '../errors.ts'
+import { isDeeperThan, MAX_LITERAL_DEPTH, readLiteral, TOO_DEEP, type LiteralResult } from './python-literal.ts'
 
 /**
  * Request bodies of the three tool routes and reset: the one source of truth for validation,
@@ -20,13 +21,8 @@ interface Field {
 }
 
 const CONTROL_CHARACTERS = /\p{Cc}/u
-const SERVER_IDS_MESSAGE = 'must be a comma list or a JSON array of server ids'
-const INPUT_MESSAGE = 'must be a JSON object or a JSON object string'
-/**
- * No tool's arguments nest this deep; deeper input would only overflow the stack of the JSON
- * serializer on its way upstream, which would then read as the server's failure.
- */
-const MAX_INPUT_DEPTH = 100
+const SERVER_IDS_MESSAGE = 'must be a comma list, or a JSON or Python list of server ids'
+const INPUT_MESSAGE = 'must be a JSON object, or a string holding one as JSON or as a Python dict'
 
 const requiredOr = (message: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message)
 
@@ -54,11 +50,13 @@ const serverIds = z
     if (typeof value === 'string') {
       const text = value.trim()
       if (text.startsWith('[')) {
-        try {
-          list = JSON.parse(text)
-        } catch {
-          list = undefined
+        // A JSON array, or Python's str() of a list: "['notion', 'docs']".
+        const read = readLiteral(text)
+        if (!('value' in read)) {
+          ctx.addIssue({ code: 'custom', message: literalProblem(SERVER_IDS_MESSAGE, read) })
+          return z.NEVER
         }
+        list = read.value
         if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) {
           ctx.addIssue({ code: 'custom', message: SERVER_IDS_MESSAGE })
           return z.NEVER
@@ -73,11 +71,14 @@ const serverIds = z
   })
 
 const forceReauth = z.preprocess((value) => {
-  const blank = blankToUndefined(value)
+  let blank = blankToUndefined(value)
   if (typeof blank === 'string') {
     const text = blank.trim().toLowerCase()
     if (text === 'true' || text === '1') return true
     if (text === 'false' || text === '0') return false
+    // Python's str() of what the model sent: "None", "1.0".
+    const read = readLiteral(blank.trim())
+    if ('value' in read && typeof read.value !== 'string') blank = blankToUndefined(read.value)
   }
   if (blank === 1) return true
   if (blank === 0) return false
@@ -106,58 +107,53 @@ const toolRef = z
 /** `input` (or the older `arguments`): an object, or a string holding one; "" means {}. */
 function parseToolInput(value: unknown): { input: Record<string, unknown> } | { problem: string } {
   if (value === undefined) return { input: {} }
-  let parsed = value
   if (typeof value === 'string') {
-    // LLMs like to wrap JSON in a Markdown code fence.
-    const text = value.trim().replace(/^```(?:json)?\s*([\s\S]*?)\s*```$/i, '$1')
+    // LLMs like to wrap what they write in a Markdown code fence.
+    const text = value.trim().replace(/^```(?:json|python|py)?\s*([\s\S]*?)\s*```$/i, '$1')
     if (text === '') return { input: {} }
-    try {
-      parsed = JSON.parse(text)
-    } catch {
-      return { problem: `${INPUT_MESSAGE} (the string is not valid JSON)` }
-    }
+    const read = readLiteral(text)
+    if (!('value' in read)) return { problem: literalProblem(INPUT_MESSAGE, read) }
+    return isObject(read.value) ? { input: read.value } : { problem: INPUT_MESSAGE }
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { problem: INPUT_MESSAGE }
-  if (isDeeperThan(parsed, MAX_INPUT_DEPTH)) return { problem: `must not nest objects or arrays more than ${MAX_INPUT_DEPTH} levels deep` }
-  return { input: parsed as Record<string, unknown> }
+  if (!isObject(value)) return { problem: INPUT_MESSAGE }
+  if (isDeeperThan(value, MAX_LITERAL_DEPTH)) return { problem: TOO_DEEP }
+  return { input: value }
 }
 
-const INPUT_RESPONSE_MESSAGE = 'must be an object of answers (or a JSON object string), or "accept", "decline" or "cancel"'
+const INPUT_RESPONSE_MESSAGE = 'must be an object of answers (or a string holding one), or "accept", "decline" or "cancel"'
 
 /**
  * `input_response` (DESIGN.md §4): "accept", "decline" or "cancel", or the answers as an object or
- * a string holding one; "" means none. Whether the answers fit the questions is the relay's to
- * check (relay/input-requests.ts), against what the server asked.
+ * a string holding one, as JSON or as a Python dict; "" means none. Whether the answers fit the
+ * questions is the relay's to check (relay/input-requests.ts), against what the server asked.
  */
 function parseInputResponse(value: unknown): { response: unknown } | { problem: string } {
   if (value === undefined || value === null) return { response: undefined }
-  let parsed = value
   if (typeof value === 'string') {
-    const text = value.trim().replace(/^```(?:json)?\s*([\s\S]*?)\s*```$/i, '$1')
+    const text = value.trim().replace(/^```(?:json|python|py)?\s*([\s\S]*?)\s*```$/i, '$1')
     if (text === '') return { response: undefined }
     const action = text.toLowerCase()
     if (action === 'accept' || action === 'decline' || action === 'cancel') return { response: action }
-    try {
-      parsed = JSON.parse(text)
-    } catch {
-      return { problem: `${INPUT_RESPONSE_MESSAGE} (the string is not valid JSON)` }
-    }
+    const read = readLiteral(text)
+    if (!('value' in read)) return { problem: literalProblem(INPUT_RESPONSE_MESSAGE, read) }
+    return isObject(read.value) ? { response: read.value } : { problem: INPUT_RESPONSE_MESSAGE }
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { problem: INPUT_RESPONSE_MESSAGE }
-  if (isDeeperThan(parsed, MAX_INPUT_DEPTH)) return { problem: `must not nest objects or arrays more than ${MAX_INPUT_DEPTH} levels deep` }
-  return { response: parsed }
+  if (!isObject(value)) return { problem: INPUT_RESPONSE_MESSAGE }
+  if (isDeeperThan(value, MAX_LITERAL_DEPTH)) return { problem: TOO_DEEP }
+  return { response: value }
 }
 
-/** Iterative, so that measuring a 100,000-level value does not overflow the stack itself. */
-function isDeeperThan(value: object, max: number): boolean {
-  const pending: Array<[unknown, number]> = [[value, 1]]
-  while (pending.length > 0) {
-    const [current, depth] = pending.pop()!
-    if (typeof current !== 'object' || current === null) continue
-    if (depth > max) return true
-    for (const child of Object.values(current)) pending.push([child, depth + 1])
-  }
-  return false
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/**
+ * The complaint about a string parameter that did not read as a value: the field's own rule when
+ * the string is neither JSON nor a Python literal (and where it goes wrong), else what is wrong
+ * with the value it holds.
+ */
+export function literalProblem(fieldRule: string, read: Extract<LiteralResult, { problem: string }>): string {
+  return read.malformed ? `${fieldRule}; the string is neither JSON nor a Python literal: ${read.problem}` : read.problem
 }
 
 const FIELDS = {

@@ -1,7 +1,8 @@
 // Store faults under the real relay: a Redis of this test's own stopped and started again, and
 // frozen, mid-run; the SQLite file made read-only. While the store is gone every route answers
-// 503 STORE_UNAVAILABLE with a clear message (an HTML page on the browser routes) within the
-// store's 2 s bound, /readyz fails, and afterwards the relay recovers without a restart and no
+// STORE_UNAVAILABLE with a clear message within the store's 2 s bound (the three tool routes as
+// HTTP 200 ok: false, which Dify passes to the model, DESIGN.md §4; reset 503; an HTML page on the
+// browser routes), /readyz fails, and afterwards the relay recovers without a restart and no
 // signed-in user has lost their token.
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -49,7 +50,7 @@ function startPersistentRedis() {
 
 const SERVERS = () => [{ server_id: 'docs', description: 'Internal docs', mcp_url: docs.url }]
 
-/** Every route while the store is gone: 503 STORE_UNAVAILABLE, fast, in the route's own form. */
+/** Every route while the store is gone: STORE_UNAVAILABLE, fast, in the route's own form. */
 async function expectUnavailableEverywhere(relay: TestRelay, context: { loginPath: string; callbackPath: string }): Promise<number> {
   const json = { authorization: `Bearer ${relay.apiKey}`, 'content-type': 'application/json' }
   const requests = [
@@ -72,8 +73,14 @@ async function expectUnavailableEverywhere(relay: TestRelay, context: { loginPat
     Promise.all([context.loginPath, context.callbackPath].map((path) => timedSend({ method: 'GET', path }))),
   ])
   for (const [index, answer] of answers.entries()) {
-    expect(answer.status, `${requests[index]!.path}: ${answer.text}`).toBe(503)
-    expect(answer.json).toEqual({ error: { code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/^The store \((redis|sqlite)\) /) } })
+    const path = requests[index]!.path
+    if (path.startsWith('/tools/')) {
+      expect(answer.status, `${path}: ${answer.text}`).toBe(200)
+      expect(answer.json).toEqual({ ok: false, error_code: 'STORE_UNAVAILABLE', retry_after_seconds: 10, message: expect.stringMatching(/cannot reach its store/) })
+    } else {
+      expect(answer.status, `${path}: ${answer.text}`).toBe(503)
+      expect(answer.json).toEqual({ error: { code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/^The store \((redis|sqlite)\) /) } })
+    }
   }
   for (const page of pages) {
     expect(page.status).toBe(503)
@@ -97,7 +104,7 @@ async function waitUntilReady(relay: TestRelay): Promise<number> {
 }
 
 describe('Redis stopped and started again mid-run', () => {
-  it('answers 503 while it is gone, recovers by itself, and no token is lost', async () => {
+  it('answers STORE_UNAVAILABLE while it is gone, recovers by itself, and no token is lost', async () => {
     tally.fault('redis stopped and started')
     const redis = await startPersistentRedis()
     const relay = await startRelay({
@@ -137,7 +144,7 @@ describe('Redis stopped and started again mid-run', () => {
     }
   }, 60_000)
 
-  it('a frozen Redis (no answers, connections open) is a 503 within the bound, and recovers', async () => {
+  it('a frozen Redis (no answers, connections open) is STORE_UNAVAILABLE within the bound, and recovers', async () => {
     tally.fault('redis frozen')
     const redis = await startPersistentRedis()
     const relay = await startRelay({
@@ -177,7 +184,7 @@ describe('the SQLite file made read-only', () => {
   const supported = immutableSupported()
   if (!supported) console.info('[battery] SQLite read-only: chattr +i is not available here; the case is skipped')
 
-  it.skipIf(!supported)('writes answer 503, /readyz fails, reads still serve the signed-in user, and it recovers', async () => {
+  it.skipIf(!supported)('writes answer STORE_UNAVAILABLE (200 ok: false on a tool route, 503 on reset), /readyz fails, reads still serve the signed-in user, and it recovers', async () => {
     tally.fault('sqlite read-only')
     const dir = tempDir()
     const database = join(dir, 'relay.sqlite')
@@ -195,16 +202,17 @@ describe('the SQLite file made read-only', () => {
       expect((await whoami(relay, 'alice')).sub).toBe('alice')
       chattr('+i')
       const json = { authorization: `Bearer ${relay.apiKey}`, 'content-type': 'application/json' }
-      // A new user's sign-in needs a ticket written: 503 with the store named.
+      // A new user's sign-in needs a ticket written: STORE_UNAVAILABLE, as the tool routes answer it.
       const started = Date.now()
       const needsWrite = await send(relay, { path: '/tools/auth-status', headers: json, body: JSON.stringify({ user_id: 'frank', server_id: 'docs' }) })
       tally.add(needsWrite.status)
-      expect(needsWrite.status).toBe(503)
-      expect(needsWrite.json).toEqual({ error: { code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/^The store \(sqlite\) /) } })
+      expect(needsWrite.status).toBe(200)
+      expect(needsWrite.json).toMatchObject({ ok: false, error_code: 'STORE_UNAVAILABLE', retry_after_seconds: 10 })
       expect(Date.now() - started).toBeLessThan(UNAVAILABLE_BOUND_MS)
       const reset = await send(relay, { path: '/oauth/reset', headers: json, body: JSON.stringify({ user_id: 'alice' }) })
       tally.add(reset.status)
       expect(reset.status).toBe(503)
+      expect(reset.json).toEqual({ error: { code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/^The store \(sqlite\) /) } })
       const ready = await send(relay, { method: 'GET', path: '/readyz' })
       tally.add(ready.status)
       expect(ready.status).toBe(503)

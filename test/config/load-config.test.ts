@@ -36,6 +36,45 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config)).toBe(true)
   })
 
+  it('takes TOOLS_BASE_URL for /openapi.json (default PUBLIC_BASE_URL, no trailing slash), an http(s) URL or a line naming it', () => {
+    expect(load({ PUBLIC_BASE_URL: 'https://relay.example.com/' }).toolsBaseUrl).toBe('https://relay.example.com')
+    expect(load({ PUBLIC_BASE_URL: 'https://relay.example.com', TOOLS_BASE_URL: 'http://mcp-auth-relay:8787/' })).toMatchObject({
+      publicBaseUrl: 'https://relay.example.com',
+      toolsBaseUrl: 'http://mcp-auth-relay:8787',
+      callbackUrl: 'https://relay.example.com/oauth/callback',
+    })
+    expect(() => load({ TOOLS_BASE_URL: 'ftp://relay' })).toThrow(new ConfigError('TOOLS_BASE_URL: must be an http(s) URL'))
+  })
+
+  // What Dify's Custom Tool import refuses as a server URL (its SSRF protection): one warning line.
+  it.each([
+    [{}, /^TOOLS_BASE_URL \(not set, so PUBLIC_BASE_URL\) is http:\/\/localhost:8787, which Dify's Custom Tool import refuses \(its host is localhost\): .*e\.g\. http:\/\/mcp-auth-relay:8787 on Dify's Docker network/],
+    [{ TOOLS_BASE_URL: 'http://relay.local:8787' }, /^TOOLS_BASE_URL is http:\/\/relay\.local:8787, which .* \(its host is a \.local name\)/],
+    [{ TOOLS_BASE_URL: 'http://127.0.0.1:8787' }, /\(127\.0\.0\.1 is a private, loopback or link-local address\)/],
+    [{ TOOLS_BASE_URL: 'http://10.1.2.3' }, /\(10\.1\.2\.3 is a private/],
+    [{ TOOLS_BASE_URL: 'http://172.20.0.5:8787' }, /\(172\.20\.0\.5 is a private/],
+    [{ TOOLS_BASE_URL: 'http://192.168.1.10' }, /\(192\.168\.1\.10 is a private/],
+    [{ TOOLS_BASE_URL: 'http://169.254.169.254' }, /\(169\.254\.169\.254 is a private/],
+    [{ TOOLS_BASE_URL: 'http://[::1]:8787' }, /\(::1 is a private/],
+    [{ TOOLS_BASE_URL: 'http://[fd00::5]:8787' }, /\(fd00::5 is a private/],
+    [{ TOOLS_BASE_URL: 'http://[fe80::1]' }, /\(fe80::1 is a private/],
+    [{ TOOLS_BASE_URL: 'http://[::ffff:192.168.0.1]' }, /is a private, loopback or link-local address/],
+    [{ PUBLIC_BASE_URL: 'http://192.168.1.10:8787' }, /^TOOLS_BASE_URL \(not set, so PUBLIC_BASE_URL\) is http:\/\/192\.168\.1\.10:8787/],
+  ])('warns when Dify would refuse the tools URL: %o', (env, warning) => {
+    expect(load(env).toolsBaseUrlWarning).toMatch(warning)
+  })
+
+  it.each([
+    [{ TOOLS_BASE_URL: 'http://mcp-auth-relay:8787' }],
+    [{ TOOLS_BASE_URL: 'https://relay.example.com' }],
+    [{ TOOLS_BASE_URL: 'http://203.0.114.7' }],
+    [{ TOOLS_BASE_URL: 'http://[2606:4700::1]' }],
+    [{ PUBLIC_BASE_URL: 'https://relay.example.com' }],
+    [{ PUBLIC_BASE_URL: 'http://localhost:8787', TOOLS_BASE_URL: 'http://mcp-auth-relay:8787' }],
+  ])('does not warn for a URL Dify takes: %o', (env) => {
+    expect(load(env).toolsBaseUrlWarning).toBeUndefined()
+  })
+
   it('reads TOOL_RESULT_INLINE_BYTES as a byte count from 0 to 16 MiB, naming the variable otherwise', () => {
     expect(load({ TOOL_RESULT_INLINE_BYTES: '0' }).toolResultInlineBytes).toBe(0)
     expect(load({ TOOL_RESULT_INLINE_BYTES: '65536' }).toolResultInlineBytes).toBe(65536)

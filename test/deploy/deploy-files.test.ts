@@ -120,12 +120,13 @@ describe('compose.yaml', () => {
     expect(durationSeconds(relay.stop_grace_period!)).toBeGreaterThan(SHUTDOWN_GRACE_SECONDS)
   })
 
-  it('deploy/compose.dify.yaml puts the relay on Dify\'s network as mcp-auth-relay', () => {
+  it('deploy/compose.dify.yaml puts the relay on Dify\'s network as mcp-auth-relay, the URL /openapi.json gives Dify', () => {
     const dify = parse(read('deploy/compose.dify.yaml')) as {
-      services: { relay: { networks: Record<string, { aliases?: string[] }> } }
+      services: { relay: { environment: Record<string, string>; networks: Record<string, { aliases?: string[] }> } }
       networks: Record<string, { external?: boolean; name?: string }>
     }
     expect(dify.services.relay.networks.dify?.aliases).toEqual(['mcp-auth-relay'])
+    expect(dify.services.relay.environment.TOOLS_BASE_URL).toBe('${TOOLS_BASE_URL:-http://mcp-auth-relay:8787}')
     expect(dify.services.relay.networks).toHaveProperty('default')
     expect(dify.networks.dify).toMatchObject({ external: true, name: '${DIFY_NETWORK:-docker_default}' })
   })

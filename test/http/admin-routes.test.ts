@@ -39,6 +39,16 @@ describe('admin routes', () => {
     expect(adminOnTool.body).toBe(madeUp.body)
     expect(calls).toEqual([])
 
+    // The header forms of the tool routes (Dify's credential prefixes): Basic <key> and the bare key.
+    for (const authorization of [`Basic ${ADMIN_KEY}`, ADMIN_KEY]) {
+      expect((await list({ authorization })).statusCode, authorization.slice(0, 6)).toBe(200)
+      expect((await tool({ authorization })).body).toBe(madeUp.body)
+    }
+    for (const authorization of [`Basic ${ACME_KEY}`, ACME_KEY, `Basic ${Buffer.from(`admin:${ADMIN_KEY}`).toString('base64')}`]) {
+      expect((await list({ authorization })).body).toBe(madeUp.body)
+    }
+    calls.length = 0
+
     expect((await list(bearer(SECOND_ADMIN_KEY))).json()).toEqual({ connections: [], next_cursor: null })
     expect(calls).toEqual([
       {

@@ -27,18 +27,41 @@ describe('createIdentity: API keys', () => {
     expect(identity.tenantOf(`Bearer ${GLOBEX_KEY}`)).toBe('globex')
     expect(identity.tenantOf(`bearer   ${GLOBEX_KEY} `)).toBe('globex')
   })
+  // Dify's API-key credential form: its prefixes Bearer, Basic and Custom send `Bearer <key>`,
+  // `Basic <key>` (the key as it is, not base64) and the key alone.
   for (const [name, header] of [
-    ['missing', undefined],
-    ['empty', ''],
-    ['another scheme', `Token ${ACME_KEY}`],
-    ['a prefix of a key', `Bearer ${ACME_KEY.slice(0, 10)}`],
-    ['a key plus more', `Bearer ${ACME_KEY}x`],
-    ['two tokens', `Bearer ${ACME_KEY} ${GLOBEX_KEY}`],
-    ['the tenant:key form', `Bearer acme:${ACME_KEY}`],
+    [`Basic <key> (Dify's "Basic" prefix)`, `Basic ${ACME_KEY}`],
+    ['basic <key>, any case, extra spaces', `bAsIc \t ${ACME_KEY}  `],
+    [`the bare key (Dify's "Custom" prefix)`, ACME_KEY],
+    ['the bare key with spaces around', `  ${ACME_KEY} `],
+  ] as const) {
+    it(`accepts ${name}`, () => {
+      expect(identity.tenantOf(header)).toBe('acme')
+    })
+  }
+  const base64 = (text: string) => Buffer.from(text).toString('base64')
+  for (const [name, header, message] of [
+    ['missing', undefined, /required/],
+    ['empty', '', /required/],
+    ['"Bearer" alone', 'Bearer', /required/],
+    ['"Basic" alone', 'Basic ', /required/],
+    ['another scheme', `Token ${ACME_KEY}`, /required/],
+    ['a prefix of a key', `Bearer ${ACME_KEY.slice(0, 10)}`, /not valid/],
+    ['a key plus more', `Bearer ${ACME_KEY}x`, /not valid/],
+    ['two tokens', `Bearer ${ACME_KEY} ${GLOBEX_KEY}`, /required/],
+    ['the tenant:key form', `Bearer acme:${ACME_KEY}`, /not valid/],
+    ['HTTP Basic credentials, base64(tenant:key)', `Basic ${base64(`acme:${ACME_KEY}`)}`, /not valid/],
+    ['HTTP Basic credentials, base64(:key)', `Basic ${base64(`:${ACME_KEY}`)}`, /not valid/],
+    ['HTTP Basic credentials, base64(key:)', `Basic ${base64(`${ACME_KEY}:`)}`, /not valid/],
+    ['the key base64-encoded', `Basic ${base64(ACME_KEY)}`, /not valid/],
+    ['the key base64-encoded, bare', base64(ACME_KEY), /not valid/],
+    ['a bare prefix of a key', ACME_KEY.slice(0, -1), /not valid/],
+    ['a bare key and more', `${ACME_KEY}x`, /not valid/],
   ] as const) {
     it(`refuses ${name}`, () => {
-      const message = unauthorized(() => identity.tenantOf(header))
-      expect(message).not.toContain(ACME_KEY)
+      const refusal = unauthorized(() => identity.tenantOf(header))
+      expect(refusal).toMatch(message)
+      expect(refusal).not.toContain(ACME_KEY)
     })
   }
   it('without a user secret, user_id is the user', () => {

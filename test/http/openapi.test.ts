@@ -35,6 +35,15 @@ describe('/openapi.json for Dify', () => {
     expect(document.servers[0].url).toBe('https://relay.example.com/base')
   })
 
+  it('servers[0].url is TOOLS_BASE_URL when set (where Dify reaches the relay), while sign-in links stay on PUBLIC_BASE_URL', async () => {
+    const { app: relayApp } = await makeApp({ environment: { TOOLS_BASE_URL: 'http://mcp-auth-relay:8787/' } })
+    const served = (await relayApp.inject({ method: 'GET', url: '/openapi.json' })).json()
+    expect(served.servers).toEqual([{ url: 'http://mcp-auth-relay:8787' }])
+    const status = await relayApp.inject({ method: 'POST', url: '/tools/auth-status', headers: bearer(ACME_KEY), payload: { user_id: 'u1' } })
+    expect(status.json().servers[0].login_url).toMatch(/^https:\/\/relay\.example\.com\/base\/oauth\/start\//)
+    await relayApp.close()
+  })
+
   it('has exactly three operations, all POST, with the plugin operationIds (reset is not one)', () => {
     const operations = Object.entries(document.paths).flatMap(([path, item]) => Object.keys(item as object).map((method) => `${method} ${path}`))
     expect(operations.sort()).toEqual(Object.keys(EXPECTED).map((path) => `post ${path}`).sort())
@@ -82,10 +91,30 @@ describe('/openapi.json for Dify', () => {
     for (const path of Object.keys(EXPECTED)) expect(document.paths[path].post.security).toEqual([{ bearerAuth: [] }])
   })
 
-  it('has a 200 response schema for each operation', () => {
-    expect(document.paths['/tools/auth-status'].post.responses['200'].content['application/json'].schema.properties).toHaveProperty('all_authorized')
-    expect(document.paths['/tools/list-tools'].post.responses['200'].content['application/json'].schema.properties).toHaveProperty('tools')
-    expect(document.paths['/tools/call-tool'].post.responses['200'].content['application/json'].schema.properties).toHaveProperty('ok')
+  it('has a 200 response schema for each operation, the relay-side fault (ok: false, retry_after_seconds) among them', () => {
+    const schemaOf = (path: string) => document.paths[path].post.responses['200'].content['application/json'].schema
+    const fault = {
+      type: 'object',
+      properties: {
+        ok: { type: 'boolean', enum: [false] },
+        error_code: { type: 'string', enum: ['STORE_UNAVAILABLE', 'RATE_LIMITED'] },
+        retry_after_seconds: expect.objectContaining({ type: 'integer', description: expect.stringMatching(/wait at least this long/) }),
+        message: { type: 'string' },
+      },
+      required: ['ok', 'error_code', 'retry_after_seconds', 'message'],
+    }
+    expect(schemaOf('/tools/auth-status').anyOf).toEqual([expect.objectContaining({ properties: expect.objectContaining({ all_authorized: { type: 'boolean' } }) }), expect.objectContaining(fault)])
+    expect(schemaOf('/tools/list-tools').anyOf).toEqual([expect.objectContaining({ properties: expect.objectContaining({ tools: expect.anything() }) }), expect.objectContaining(fault)])
+    const call = schemaOf('/tools/call-tool')
+    expect(call.properties).toHaveProperty('ok')
+    expect(call.properties.error_code.enum).toEqual(expect.arrayContaining(['NOT_AUTHORIZED', 'UPSTREAM_ERROR', 'STORE_UNAVAILABLE', 'RATE_LIMITED']))
+    expect(call.properties.retry_after_seconds).toMatchObject({ type: 'integer' })
+  })
+
+  it('tells the model, on each operation, what to do with a relay-side fault', () => {
+    for (const path of Object.keys(EXPECTED)) {
+      expect(document.paths[path].post.description).toMatch(/STORE_UNAVAILABLE or RATE_LIMITED.*briefly unavailable: tell the user its message, and call again only after retry_after_seconds/)
+    }
   })
 
   it('what it declares is what the routes accept: a Dify-style call (all strings, empty optionals) goes through', async () => {

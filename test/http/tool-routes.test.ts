@@ -93,7 +93,8 @@ describe('API key on every API-key route', () => {
     ['no Authorization header', {}, /API key is required/],
     ['a wrong key', bearer('not-the-key-0123456789'), /API key is not valid/],
     ['a key with one character changed', bearer(ACME_KEY.slice(0, -1) + 'X'), /API key is not valid/],
-    ['Basic instead of Bearer', { authorization: `Basic ${Buffer.from(`acme:${ACME_KEY}`).toString('base64')}` }, /API key is required/],
+    ['HTTP Basic credentials, base64(tenant:key)', { authorization: `Basic ${Buffer.from(`acme:${ACME_KEY}`).toString('base64')}` }, /API key is not valid/],
+    ['the key base64-encoded after Basic', { authorization: `Basic ${Buffer.from(ACME_KEY).toString('base64')}` }, /API key is not valid/],
     ['an empty Bearer', { authorization: 'Bearer ' }, /API key is required/],
   ]
   for (const route of ROUTES) {
@@ -131,6 +132,19 @@ describe('tenant from the API key name', () => {
     expect(response.statusCode).toBe(200)
     expect(calls[0]!.caller!.tenant).toBe('globex')
   })
+  // What Dify's credential form sends with its prefixes Basic and Custom (DESIGN.md §3).
+  for (const [name, authorization] of [
+    ['Basic <key>', `Basic ${GLOBEX_KEY}`],
+    ['the bare key', GLOBEX_KEY],
+  ] as const) {
+    for (const route of ROUTES) {
+      it(`${route}: accepts ${name}, as the same tenant`, async () => {
+        const response = await post(route, VALID[route], { authorization })
+        expect(response.statusCode).toBe(200)
+        expect(calls[0]!.caller).toEqual({ tenant: 'globex', userId: 'u1' })
+      })
+    }
+  }
 })
 
 describe('POST /tools/auth-status', () => {
@@ -167,7 +181,7 @@ describe('POST /tools/auth-status', () => {
   }
 
   const refused: Array<[string, Record<string, unknown>, RegExp]> = [
-    ['server_ids a number', { server_ids: 3 }, /^server_ids: must be a comma list or a JSON array of server ids$/],
+    ['server_ids a number', { server_ids: 3 }, /^server_ids: must be a comma list, or a JSON or Python list of server ids$/],
     ['server_ids an array of numbers', { server_ids: [1, 2] }, /^server_ids: /],
     ['server_ids a JSON string of numbers', { server_ids: '[1, 2]' }, /^server_ids: /],
     ['server_ids malformed JSON', { server_ids: '["notion",' }, /^server_ids: /],
@@ -245,20 +259,73 @@ describe('POST /tools/call-tool', () => {
     ['tool_ref "a::"', { tool_ref: 'a::' }, /^tool_ref: must be "server_id::tool_name"/],
     ['tool_ref "::b"', { tool_ref: '::b' }, /^tool_ref: must be "server_id::tool_name"/],
     ['tool_ref with a single colon', { tool_ref: 'docs:search' }, /^tool_ref: /],
-    ['input malformed JSON', { tool_ref: 'docs::search', input: '{"q": ' }, /^input: must be a JSON object or a JSON object string \(the string is not valid JSON\)$/],
-    ['input an array', { tool_ref: 'docs::search', input: [1, 2] }, /^input: must be a JSON object or a JSON object string$/],
+    [
+      'input malformed JSON',
+      { tool_ref: 'docs::search', input: '{"q": ' },
+      /^input: must be a JSON object, or a string holding one as JSON or as a Python dict; the string is neither JSON nor a Python literal: it ends where a value should be \(character 6\)$/,
+    ],
+    ['input an array', { tool_ref: 'docs::search', input: [1, 2] }, /^input: must be a JSON object, or a string holding one as JSON or as a Python dict$/],
     ['input an array string', { tool_ref: 'docs::search', input: '[1, 2]' }, /^input: must be a JSON object/],
     ['input a number', { tool_ref: 'docs::search', input: 5 }, /^input: must be a JSON object/],
     ['input a number string', { tool_ref: 'docs::search', input: '5' }, /^input: must be a JSON object/],
     ['input null', { tool_ref: 'docs::search', input: null }, /^input: must be a JSON object/],
     ['input "null"', { tool_ref: 'docs::search', input: 'null' }, /^input: must be a JSON object/],
     ['input true', { tool_ref: 'docs::search', input: true }, /^input: must be a JSON object/],
-    ['input a plain sentence', { tool_ref: 'docs::search', input: 'find the report' }, /^input: .*not valid JSON/],
+    ['input a plain sentence', { tool_ref: 'docs::search', input: 'find the report' }, /^input: .*neither JSON nor a Python literal/],
     ['arguments an array (alias named)', { tool_ref: 'docs::search', arguments: '[]' }, /^arguments: must be a JSON object/],
   ]
   for (const [name, extra, message] of refused) {
     it(`refuses ${name}`, async () => {
       const response = await post('/tools/call-tool', { user_id: 'u1', ...extra })
+      expectError(response, 400, 'INVALID_INPUT', message)
+      expect(calls).toEqual([])
+    })
+  }
+})
+
+// Dify casts a value the model gave for a string parameter with Python's str() (DESIGN.md §4):
+// each string below is what Python 3 writes for the JSON value beside it.
+describe("Python literal syntax on every parameter (Dify's str() of what the model sent)", () => {
+  const accepted: Array<[string, string, Record<string, unknown>, unknown]> = [
+    ['input, a dict', '/tools/call-tool', { tool_ref: 'docs::search', input: "{'text': 'hi', 'n': 1, 'ok': True, 'x': None}" }, { serverId: 'docs', toolName: 'search', input: { text: 'hi', n: 1, ok: true, x: null } }],
+    [
+      'input, nested, with quotes, escapes and non-ASCII',
+      '/tools/call-tool',
+      { tool_ref: 'docs::search', input: `{'q': "it's", 'path': 'C:\\\\x', 'tags': ['a', 'é😀'], 'opts': {'limit': 2.5, 'nl': 'a\\nb\\x00'}}` },
+      { serverId: 'docs', toolName: 'search', input: { q: "it's", path: 'C:\\x', tags: ['a', 'é😀'], opts: { limit: 2.5, nl: 'a\nb\x00' } } },
+    ],
+    ['input in a ```python fence', '/tools/call-tool', { tool_ref: 'docs::search', input: "```python\n{'q': 'x'}\n```" }, { serverId: 'docs', toolName: 'search', input: { q: 'x' } }],
+    ['arguments (the older name), a dict', '/tools/call-tool', { tool_ref: 'docs::search', arguments: "{'q': 'y', 'all': False}" }, { serverId: 'docs', toolName: 'search', input: { q: 'y', all: false } }],
+    ['server_ids, a list (auth-status)', '/tools/auth-status', { server_ids: "['notion', 'docs']" }, { serverIds: ['notion', 'docs'], forceReauth: false }],
+    ['server_ids, a list (list-tools)', '/tools/list-tools', { server_ids: "['docs']" }, { serverIds: ['docs'] }],
+    ['force_reauth True', '/tools/auth-status', { force_reauth: 'True' }, { serverIds: undefined, forceReauth: true }],
+    ['force_reauth False', '/tools/auth-status', { force_reauth: 'False' }, { serverIds: undefined, forceReauth: false }],
+    ['force_reauth None (not given: false)', '/tools/auth-status', { force_reauth: 'None' }, { serverIds: undefined, forceReauth: false }],
+    ['force_reauth 1.0', '/tools/auth-status', { force_reauth: '1.0' }, { serverIds: undefined, forceReauth: true }],
+  ]
+  for (const [name, route, extra, expected] of accepted) {
+    it(`${route} reads ${name}`, async () => {
+      const response = await post(route, { user_id: 'u1', ...extra })
+      expect(response.statusCode, response.body).toBe(200)
+      expect(calls).toHaveLength(1)
+      expect(calls[0]!.request).toEqual(expected)
+    })
+  }
+
+  const refused: Array<[string, string, Record<string, unknown>, RegExp]> = [
+    ['input, an unclosed dict', '/tools/call-tool', { tool_ref: 'docs::search', input: "{'text': 'hi'" }, /^input: must be a JSON object, or a string holding one as JSON or as a Python dict; the string is neither JSON nor a Python literal: a dict is not closed \(character 14\)$/],
+    ['input, a list', '/tools/call-tool', { tool_ref: 'docs::search', input: "['a', 'b']" }, /^input: must be a JSON object, or a string holding one as JSON or as a Python dict$/],
+    ['input holding inf', '/tools/call-tool', { tool_ref: 'docs::search', input: "{'limit': inf}" }, /^input: holds inf, which JSON cannot carry \(character 11\)$/],
+    ['input, a call (never evaluated)', '/tools/call-tool', { tool_ref: 'docs::search', input: "__import__('os').getcwd()" }, /^input: .*neither JSON nor a Python literal: only True, False and None can stand unquoted \(character 1\)$/],
+    ['arguments, an unclosed string (the alias named)', '/tools/call-tool', { tool_ref: 'docs::search', arguments: "{'q': 'y}" }, /^arguments: .*a string is not closed \(character 7\)$/],
+    ['server_ids, a list holding a number', '/tools/auth-status', { server_ids: "['docs', 1]" }, /^server_ids: must be a comma list, or a JSON or Python list of server ids$/],
+    ['server_ids, an unclosed list', '/tools/list-tools', { server_ids: "['docs', 'notion'" }, /^server_ids: must be a comma list, or a JSON or Python list of server ids; the string is neither JSON nor a Python literal: a list is not closed \(character 18\)$/],
+    ['force_reauth, a string literal', '/tools/auth-status', { force_reauth: "'yes'" }, /^force_reauth: must be true or false$/],
+    ['force_reauth, a list', '/tools/auth-status', { force_reauth: '[True]' }, /^force_reauth: must be true or false$/],
+  ]
+  for (const [name, route, extra, message] of refused) {
+    it(`${route} refuses ${name}, naming the field`, async () => {
+      const response = await post(route, { user_id: 'u1', ...extra })
       expectError(response, 400, 'INVALID_INPUT', message)
       expect(calls).toEqual([])
     })
@@ -277,16 +344,21 @@ describe('POST /oauth/reset', () => {
 })
 
 describe('relay failures', () => {
-  const failures: Array<[string, () => never, number, string, (message: string) => void]> = [
-    [
-      'RelayError STORE_UNAVAILABLE',
-      () => {
-        throw new RelayError('STORE_UNAVAILABLE', 'the token store does not answer')
+  // STORE_UNAVAILABLE on the three tool routes answers 200 ok: false (test/http/transient-faults.test.ts).
+  it('/oauth/reset: RelayError STORE_UNAVAILABLE → 503 STORE_UNAVAILABLE', async () => {
+    const { app: failing } = await makeApp({
+      relay: {
+        reset: () => {
+          throw new RelayError('STORE_UNAVAILABLE', 'the token store does not answer')
+        },
       },
-      503,
-      'STORE_UNAVAILABLE',
-      (message) => expect(message).toBe('the token store does not answer'),
-    ],
+    })
+    const response = await failing.inject({ method: 'POST', url: '/oauth/reset', headers: bearer(ACME_KEY), payload: VALID['/oauth/reset'] })
+    expectError(response, 503, 'STORE_UNAVAILABLE', /^the token store does not answer$/)
+    await failing.close()
+  })
+
+  const failures: Array<[string, () => never, number, string, (message: string) => void]> = [
     [
       'RelayError UNKNOWN_SERVER',
       () => {

@@ -1,5 +1,6 @@
-// The shared store goes away mid-run and comes back: the relay answers 503 STORE_UNAVAILABLE (and
-// /readyz fails) while it is gone, and serves as before once it is back, with no restart.
+// The shared store goes away mid-run and comes back: while it is gone the tool routes answer 200
+// `ok: false` STORE_UNAVAILABLE (Dify drops the body of a 5xx, DESIGN.md §4), reset answers 503 and
+// /readyz fails; once it is back the relay serves as before, with no restart.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -29,17 +30,24 @@ describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true })
   })
 
-  it('answers 503 while Redis is down and serves again once it is back, without a restart', async () => {
+  it('answers STORE_UNAVAILABLE while Redis is down (200 ok: false on the tool routes, 503 elsewhere) and serves again once it is back, without a restart', async () => {
     await signIn(relay, 'steady')
     await expectSignedInAs(relay, 'steady')
 
     await redis.stop()
-    const call = await relay.post('/tools/call-tool', { user_id: 'steady', tool_ref: 'docs::whoami', input: {} })
-    expect(call.status).toBe(503)
-    expect(call.body.error.code).toBe('STORE_UNAVAILABLE')
-    expect(call.body.error.message).not.toMatch(/redis:\/\/|127\.0\.0\.1/)
-    const status = await relay.post('/tools/auth-status', { user_id: 'steady' })
-    expect(status.status).toBe(503)
+    for (const [path, body] of [
+      ['/tools/call-tool', { user_id: 'steady', tool_ref: 'docs::whoami', input: {} }],
+      ['/tools/auth-status', { user_id: 'steady' }],
+      ['/tools/list-tools', { user_id: 'steady' }],
+    ] as const) {
+      const answer = await relay.post(path, body)
+      expect(answer.status, path).toBe(200)
+      expect(answer.body, path).toMatchObject({ ok: false, error_code: 'STORE_UNAVAILABLE', retry_after_seconds: 10 })
+      expect(answer.body.message).not.toMatch(/redis:\/\/|127\.0\.0\.1/)
+    }
+    const reset = await relay.post('/oauth/reset', { user_id: 'steady' })
+    expect(reset.status).toBe(503)
+    expect(reset.body.error.code).toBe('STORE_UNAVAILABLE')
     expect((await relay.get('/readyz')).status).toBe(503)
     expect((await relay.get('/healthz')).status).toBe(200)
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { RelayService } from '../../relay/types.ts'
+import { sendToolRouteError } from '../error-handler.ts'
 import { callerOf, requireApiKey, type Identity } from '../identity.ts'
 import { authStatusRequest, callToolRequest, listToolsRequest, parseBody } from '../schemas.ts'
 
@@ -10,10 +11,12 @@ export interface ToolRoutesOptions {
 
 /**
  * The three tools Dify imports from /openapi.json. Domain outcomes (sign-in needed, a tool's own
- * failure) come back from the relay as values and are answered 200 (DESIGN.md §4).
+ * failure) come back from the relay as values and are answered 200, and so are the relay's own
+ * transient faults (store unavailable, rate limited), as `ok: false` (DESIGN.md §4).
  */
 export async function toolRoutes(fastify: FastifyInstance, options: ToolRoutesOptions): Promise<void> {
   const { relay, identity } = options
+  fastify.setErrorHandler((error, request, reply) => sendToolRouteError(request, reply, error))
   requireApiKey(fastify, identity)
 
   fastify.post('/tools/auth-status', async (request) => {
