@@ -53,7 +53,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
 
   const guard = createUrlGuard({
     trustedHosts: config.trustedHosts,
-    // The operator's own URLs are trusted: each mcp_url's host, and configured OAuth endpoints.
+    // The operator's own URLs are trusted: each mcp_url's origin, and configured OAuth endpoints'.
     configuredUrls: [...config.servers.values()].flatMap((server) =>
       [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl].filter((url): url is string => Boolean(url)),
     ),
