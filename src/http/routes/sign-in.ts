@@ -2,6 +2,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import { RelayError } from '../../errors.ts'
 import type { RelayService } from '../../relay/types.ts'
+import { rateLimitKey } from '../client-address.ts'
 import { confirmationForm, createBrowserBinding } from '../browser-binding.ts'
 import { sendPage } from '../pages/html-page.ts'
 import { confirmationPage, connectedPage, signInFailedPage } from '../pages/sign-in-pages.ts'
@@ -10,7 +11,7 @@ export interface SignInRoutesOptions {
   relay: RelayService
   /** $PUBLIC_BASE_URL, no trailing slash. */
   publicBaseUrl: string
-  /** Requests per IP per window on /oauth/start and /oauth/callback. */
+  /** Requests per client address (an IPv6 one per /64) per window on /oauth/start and /oauth/callback. */
   rateLimit: { max: number; timeWindowMs: number }
 }
 
@@ -28,6 +29,8 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
 
   await fastify.register(rateLimit, {
     global: false,
+    // Per client (TRUST_PROXY), an IPv6 client per /64 (client-address.ts).
+    keyGenerator: (request) => rateLimitKey(request.ip),
     errorResponseBuilder: (_request, context) =>
       new RelayError('RATE_LIMITED', `There were too many sign-in requests from this address; try again in ${context.after}.`),
   })
