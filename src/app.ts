@@ -19,6 +19,8 @@ import { toolRoutes } from './http/routes/tools.ts'
 export interface AppDeps {
   config: RelayConfig
   relay: RelayService
+  /** The confirmation form's CSRF keys, from createRelay (derived from the encryption keys, shared by replicas). */
+  signInKeys: readonly Buffer[]
   /** Fastify logger options (redaction and serializers are added to them); default `{ level: config.logLevel }`; false for none. */
   logger?: FastifyServerOptions['logger'] | false
   /**
@@ -102,6 +104,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     relay,
     publicBaseUrl: config.publicBaseUrl,
     rateLimit: deps.rateLimit ?? { max: 30, timeWindowMs: 60_000 },
+    signInKeys: deps.signInKeys,
   })
   await app.register(fileRoutes, { relay, rateLimit: deps.filesRateLimit ?? { max: 120, timeWindowMs: 60_000 } })
   await app.register(healthRoutes, { relay })

@@ -13,6 +13,18 @@ export interface SignInRoutesOptions {
   publicBaseUrl: string
   /** Requests per client address (an IPv6 one per /64) per window on /oauth/start and /oauth/callback. */
   rateLimit: { max: number; timeWindowMs: number }
+  /** The confirmation form's CSRF keys (browser-binding.ts): the first signs, all verify. */
+  signInKeys: readonly Buffer[]
+}
+
+/**
+ * Fetch Metadata (W3C, Sec-Fetch-Site): Continue is pressed on the relay's own page
+ * (`same-origin`) or, at a stretch, a form the user opened from a bookmark (`none`). A form
+ * another site posts says `cross-site`, one from a sibling subdomain `same-site`: both refused.
+ * Browsers that predate the header send none; the CSRF token alone guards them.
+ */
+function isFromRelayPage(site: string | string[] | undefined): boolean {
+  return site === undefined || site === 'same-origin' || site === 'none'
 }
 
 /** The confirmation form is a few hundred bytes. */
@@ -25,7 +37,7 @@ const FORM_BODY_LIMIT_BYTES = 4096
  */
 export async function signInRoutes(fastify: FastifyInstance, options: SignInRoutesOptions): Promise<void> {
   const { relay, publicBaseUrl } = options
-  const binding = createBrowserBinding(publicBaseUrl)
+  const binding = createBrowserBinding(publicBaseUrl, options.signInKeys)
 
   await fastify.register(rateLimit, {
     global: false,
@@ -62,7 +74,8 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
     const form = confirmationForm.safeParse(request.body)
     // Not the Origin header: with Referrer-Policy no-referrer browsers send `Origin: null` on this
     // same-origin POST (FIELD-NOTES.md, 2026-11-27). The token is what only this browser's page holds.
-    const result = browser && form.success && binding.isCsrfToken(browser, ticket, form.data.csrf)
+    const fromRelayPage = isFromRelayPage(request.headers['sec-fetch-site'])
+    const result = fromRelayPage && browser && form.success && binding.isCsrfToken(browser, ticket, form.data.csrf)
       ? await relay.startSignIn(ticket, { csrfValid: true, browserHash: binding.hash(browser) })
       : await relay.startSignIn(ticket, { csrfValid: false })
     if (result.kind === 'refused') throw new RelayError('FORBIDDEN', result.message)
