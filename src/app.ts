@@ -3,7 +3,7 @@ import { Registry } from 'prom-client'
 import type { RelayConfig } from './config/load-config.ts'
 import type { RelayService } from './relay/types.ts'
 import { BODY_LIMIT_BYTES, handleClientError, handleFrameworkError, registerErrorHandling } from './http/error-handler.ts'
-import { clientAddress, fastifyTrustProxy, requestClient } from './http/client-address.ts'
+import { fastifyTrustProxy, requestClient } from './http/client-address.ts'
 import { createIdentity } from './http/identity.ts'
 import { generateRequestId, loggerOptions } from './http/logging.ts'
 import { registerHttpMetrics } from './http/metrics.ts'
@@ -72,9 +72,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   // The handler and everything it awaits run with the client's address at hand, for the audit
   // lines (http/logging.ts). preHandler, not onRequest: a parsed body resumes in the socket's
-  // async context, and Fastify calls the handler from this hook's `done`.
+  // async context, and Fastify calls the handler from this hook's `done`. The address is taken
+  // now, while the connection is surely open (a revocation may log after the answer), and made
+  // readable (client-address.ts) only when an audit line is written.
   app.addHook('preHandler', (request, _reply, done) => {
-    requestClient.run(clientAddress(request.ip), done)
+    requestClient.run({ ip: request.ip }, done)
   })
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { isIPv4 } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
 import ipaddr from 'ipaddr.js'
 import type { TrustProxy } from '../config/load-config.ts'
@@ -25,7 +26,8 @@ export function fastifyTrustProxy(setting: TrustProxy | undefined): FastifyServe
 
 /** The address as audit lines show it: an IPv4-mapped IPv6 address as the IPv4 address it is. */
 export function clientAddress(ip: string): string {
-  return ipaddr.isValid(ip) ? ipaddr.process(ip).toString() : ip
+  if (isIPv4(ip) || !ipaddr.isValid(ip)) return ip
+  return ipaddr.process(ip).toString()
 }
 
 /**
@@ -34,16 +36,16 @@ export function clientAddress(ip: string): string {
  * (temporary addresses, RFC 8981): a limit per IPv6 address would give one client 2^64 buckets.
  */
 export function rateLimitKey(ip: string): string {
-  if (!ipaddr.isValid(ip)) return ip
+  if (isIPv4(ip) || !ipaddr.isValid(ip)) return ip
   const address = ipaddr.process(ip)
   if (address.kind() === 'ipv4') return address.toString()
   return `${ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/64`).toString()}/64`
 }
 
 /**
- * The client address of the request being handled, for the audit lines written on its behalf
- * deep in the relay (a refresh, a revocation, a sign-in step): set around each route handler
- * (app.ts), read by the logger's mixin (logging.ts), so the relay's functions need no HTTP
- * parameter to log it.
+ * The request being handled, for the audit lines written on its behalf deep in the relay (a
+ * refresh, a revocation, a sign-in step): set around each route handler (app.ts), read by the
+ * logger's mixin (logging.ts), so the relay's functions need no HTTP parameter to log it. The
+ * address is worked out only when such a line is written.
  */
-export const requestClient = new AsyncLocalStorage<string>()
+export const requestClient = new AsyncLocalStorage<{ readonly ip: string }>()

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
-import { requestClient } from './client-address.ts'
+import { clientAddress, requestClient } from './client-address.ts'
 
 /**
  * Field names whose values are secrets wherever they appear in a log line, at the top level and
@@ -114,8 +114,8 @@ type LoggerOption = FastifyServerOptions['logger']
  */
 function auditMixin(line: object): object {
   if (!('event' in line)) return {}
-  const address = requestClient.getStore()
-  return address === undefined ? {} : { clientAddress: address }
+  const request = requestClient.getStore()
+  return request === undefined ? {} : { clientAddress: clientAddress(request.ip) }
 }
 
 /** Adds redaction, the serializers above and the audit lines' client address to whatever logger options the caller gave. */
