@@ -10,10 +10,12 @@ import type { TrustProxy } from '../config/load-config.ts'
  */
 
 /**
- * Fastify's `trustProxy` for TRUST_PROXY. A number is passed as a function of the hop: Fastify
- * 5.12 compiles a numeric `trustProxy` to "trust nothing" (FIELD-NOTES.md), and proxy-addr,
- * which walks X-Forwarded-For from the socket's peer (hop 0) leftwards while the hop is trusted,
- * then stops at the client N-th from the right. An address list is compiled by Fastify itself.
+ * Fastify's `trustProxy` for TRUST_PROXY. Fastify 5.12 turns a numeric `trustProxy` into a
+ * function that trusts no hop (lib/request.js: hop counting "cannot validate the immediate
+ * peer"; FIELD-NOTES.md), so a count goes in as a function of the hop: proxy-addr walks from the
+ * socket's peer (hop 0) leftwards through X-Forwarded-For while the hop is trusted, and trusting
+ * hops 0 to N-1 stops it at the N-th address from the right. An address list Fastify compiles
+ * with proxy-addr itself.
  */
 export function fastifyTrustProxy(setting: TrustProxy | undefined): FastifyServerOptions['trustProxy'] {
   if (setting === undefined) return false

@@ -18,10 +18,10 @@ export interface SignInRoutesOptions {
 }
 
 /**
- * Fetch Metadata (W3C, Sec-Fetch-Site): Continue is pressed on the relay's own page
- * (`same-origin`) or, at a stretch, a form the user opened from a bookmark (`none`). A form
- * another site posts says `cross-site`, one from a sibling subdomain `same-site`: both refused.
- * Browsers that predate the header send none; the CSRF token alone guards them.
+ * Fetch Metadata (W3C, Sec-Fetch-Site; DESIGN.md §6): Continue is pressed on the relay's own page
+ * (`same-origin`), or the user sent the request themselves (`none`). A form another site posts
+ * says `cross-site`, one on a sibling subdomain `same-site`: both refused. Browsers that predate
+ * the header send none; the CSRF token alone guards them.
  */
 function isFromRelayPage(site: string | string[] | undefined): boolean {
   return site === undefined || site === 'same-origin' || site === 'none'
