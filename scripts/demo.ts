@@ -31,8 +31,8 @@ const config = loadConfig({
   LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
 })
 const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions, await logDestination(process.stdout.isTTY))
-const { relay } = await createRelay(config, { logger: logger.child({ component: 'relay' }) })
-const app = await buildApp({ config, relay, loggerInstance: logger })
+const { relay, signInKeys } = await createRelay(config, { logger: logger.child({ component: 'relay' }) })
+const app = await buildApp({ config, relay, signInKeys, loggerInstance: logger })
 await app.listen({ port, host: '127.0.0.1' })
 
 const base = `http://localhost:${port}`

@@ -3,6 +3,7 @@ import { Registry } from 'prom-client'
 import type { RelayConfig } from './config/load-config.ts'
 import type { RelayService } from './relay/types.ts'
 import { BODY_LIMIT_BYTES, handleClientError, handleFrameworkError, registerErrorHandling } from './http/error-handler.ts'
+import { fastifyTrustProxy, requestClient } from './http/client-address.ts'
 import { createIdentity } from './http/identity.ts'
 import { generateRequestId, loggerOptions } from './http/logging.ts'
 import { registerHttpMetrics } from './http/metrics.ts'
@@ -18,6 +19,8 @@ import { toolRoutes } from './http/routes/tools.ts'
 export interface AppDeps {
   config: RelayConfig
   relay: RelayService
+  /** The confirmation form's CSRF keys, from createRelay (derived from the encryption keys, shared by replicas). */
+  signInKeys: readonly Buffer[]
   /** Fastify logger options (redaction and serializers are added to them); default `{ level: config.logLevel }`; false for none. */
   logger?: FastifyServerOptions['logger'] | false
   /**
@@ -34,8 +37,6 @@ export interface AppDeps {
    * a few times, from users behind one address).
    */
   filesRateLimit?: { max: number; timeWindowMs: number }
-  /** Fastify's `trustProxy`, so `request.ip` (and the rate limit) sees the browser behind a proxy; default false. */
-  trustProxy?: FastifyServerOptions['trustProxy']
   /** Milliseconds since the epoch; for signed user ids. Default Date.now. */
   now?: () => number
 }
@@ -54,7 +55,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     frameworkErrors: handleFrameworkError,
     clientErrorHandler: handleClientError,
-    trustProxy: deps.trustProxy ?? false,
+    // TRUST_PROXY: `request.ip` is the client behind the proxies the operator named, for the rate
+    // limits and the audit lines; X-Forwarded-For is not read otherwise.
+    trustProxy: fastifyTrustProxy(config.trustProxy),
     // One line per request (the onResponse hook below) instead of Fastify's two: the second cost
     // 20-30 µs of a warm call. Through a LogController: the top-level disableRequestLogging
     // option is deprecated since Fastify 5.12 (FSTDEP023, a warning on every start).
@@ -66,6 +69,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+  })
+  // The handler and everything it awaits run with the client's address at hand, for the audit
+  // lines (http/logging.ts). preHandler, not onRequest: a parsed body resumes in the socket's
+  // async context, and Fastify calls the handler from this hook's `done`. The address is taken
+  // now, while the connection is surely open (a revocation may log after the answer), and made
+  // readable (client-address.ts) only when an audit line is written.
+  app.addHook('preHandler', (request, _reply, done) => {
+    requestClient.run({ ip: request.ip }, done)
   })
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
@@ -95,6 +106,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     relay,
     publicBaseUrl: config.publicBaseUrl,
     rateLimit: deps.rateLimit ?? { max: 30, timeWindowMs: 60_000 },
+    signInKeys: deps.signInKeys,
   })
   await app.register(fileRoutes, { relay, rateLimit: deps.filesRateLimit ?? { max: 120, timeWindowMs: 60_000 } })
   await app.register(healthRoutes, { relay })

@@ -26,8 +26,8 @@ async function main(): Promise<void> {
   // One registry for the app: HTTP timings, the relay parts' events, and Node's process metrics.
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'mcp_relay_' })
-  const { relay } = await createRelay(config, { logger: logger.child({ component: 'relay' }), metrics: createPrometheusMetrics(registry) })
-  const app = await buildApp({ config, relay, loggerInstance: logger, metrics: registry })
+  const { relay, signInKeys } = await createRelay(config, { logger: logger.child({ component: 'relay' }), metrics: createPrometheusMetrics(registry) })
+  const app = await buildApp({ config, relay, signInKeys, loggerInstance: logger, metrics: registry })
 
   if (config.generatedApiKey) {
     logger.warn(

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
+import { parseTrustProxy } from './trust-proxy.ts'
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
 const optionalText = z
@@ -47,6 +48,13 @@ export const envSchema = z.object({
   OAUTH_TRUSTED_HOSTS: z.string().default(''),
   // DESIGN.md §6: `code` also holds a completed sign-in until the user gives the assistant its one-time code.
   SIGN_IN_CONFIRMATION: z.enum(['page', 'code'], { error: 'must be page or code' }).default('page'),
+  TRUST_PROXY: optionalText.transform((value, context) => {
+    if (value === undefined) return undefined
+    const parsed = parseTrustProxy(value)
+    if ('setting' in parsed) return parsed.setting
+    context.addIssue({ code: 'custom', message: parsed.problem })
+    return z.NEVER
+  }),
   RELAY_USER_SECRET: optionalText.refine((value) => value === undefined || value.length >= 32, 'must be at least 32 characters'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })

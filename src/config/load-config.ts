@@ -4,10 +4,12 @@ import { envSchema } from './env.ts'
 import { parseServers, type ServerConfig } from './servers.ts'
 import { parseAdminKeys, parseApiKeys, generateApiKey, type ApiKey } from './api-keys.ts'
 import { parseTrustedHosts, type TrustedHost } from './trusted-hosts.ts'
+import type { TrustProxy } from './trust-proxy.ts'
 
 export type { ServerConfig } from './servers.ts'
 export type { ApiKey } from './api-keys.ts'
 export type { TrustedHost } from './trusted-hosts.ts'
+export type { TrustProxy } from './trust-proxy.ts'
 
 export interface RelayConfig {
   readonly port: number
@@ -38,6 +40,8 @@ export interface RelayConfig {
   readonly pool: { readonly maxSessions: number; readonly idleMs: number }
   readonly clientMetadataUrl: string | undefined
   readonly trustedHosts: readonly TrustedHost[]
+  /** TRUST_PROXY: which proxies' X-Forwarded-For to believe; undefined: none (the socket's peer is the client). */
+  readonly trustProxy: TrustProxy | undefined
   readonly userSecret: string | undefined
   /** `page`: a login link opens a confirmation page; `code`: a sign-in also waits for its one-time code (DESIGN.md §6). */
   readonly signInConfirmation: 'page' | 'code'
@@ -110,6 +114,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
       env.OAUTH_CLIENT_METADATA_URL ??
       (publicBaseUrl.startsWith('https://') ? `${publicBaseUrl}/oauth/client-metadata.json` : undefined),
     trustedHosts: Object.freeze(trusted.hosts),
+    trustProxy: env.TRUST_PROXY,
     userSecret: env.RELAY_USER_SECRET,
     signInConfirmation: env.SIGN_IN_CONFIRMATION,
     logLevel: env.LOG_LEVEL,

@@ -4,12 +4,19 @@ import { z } from 'zod'
 /**
  * The browser's side of sign-in (DESIGN.md §6, RFC 9700 §4.7): one HttpOnly cookie per browser,
  * reused across sign-ins so two in parallel in one browser both work.
- * - The confirmation page's CSRF token is an HMAC of the ticket keyed with that cookie (a
- *   double-submit cookie, bound to the link): only a page this browser loaded can post the form,
- *   and SameSite=Lax keeps the cookie off a cross-site POST besides.
+ * - On an https relay the cookie is `__Host-`-prefixed (RFC 6265bis §4.1.3.2: Secure, Path=/, no
+ *   Domain): a sibling subdomain, which can set cookies for the whole site, cannot set this one,
+ *   so it cannot plant a value it knows.
+ * - The confirmation page's CSRF token is an HMAC, under a key only the relay holds, of the
+ *   ticket and the cookie value: only a page the relay rendered for this browser and this link
+ *   can post the form. Keyed by the cookie alone, anyone who planted a known cookie could compute
+ *   the token for it.
  * - The flow stores the cookie's SHA-256; the callback completes only with the same cookie.
+ * The POST also checks Sec-Fetch-Site (routes/sign-in.ts).
  */
 export const BROWSER_COOKIE = 'mcp_relay_browser'
+/** The cookie's name on an https relay. */
+export const HOST_BROWSER_COOKIE = `__Host-${BROWSER_COOKIE}`
 
 /** As long as a login ticket lives, so a confirmation page left open for hours still works. */
 const COOKIE_MAX_AGE_SECONDS = 24 * 60 * 60
@@ -20,7 +27,9 @@ const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/
 export const confirmationForm = z.object({ csrf: z.string().max(256) })
 
 export interface BrowserBinding {
-  /** The browser's cookie value, when it sent a well-formed one. */
+  /** `__Host-mcp_relay_browser` on https, `mcp_relay_browser` on plain http. */
+  readonly cookieName: string
+  /** The browser's cookie value, when it sent a well-formed one under cookieName. */
   fromCookieHeader(header: string | undefined): string | undefined
   newValue(): string
   /** The Set-Cookie header value for `value`. */
@@ -31,36 +40,49 @@ export interface BrowserBinding {
   hash(value: string): string
 }
 
-/** `publicBaseUrl`: the cookie is Secure when it is https, and its path is the relay's /oauth under any prefix. */
-export function createBrowserBinding(publicBaseUrl: string): BrowserBinding {
+/**
+ * `publicBaseUrl`: on https the cookie is `__Host-` with Path=/ (the prefix demands it, even
+ * under a path prefix); on http it keeps its old name and the relay's /oauth path.
+ * `keys`: the CSRF token's HMAC keys (relay/create-relay.ts, derived from the encryption keys so
+ * every replica shares them): the first signs, every one verifies, so a page rendered before a
+ * key rotation still posts.
+ */
+export function createBrowserBinding(publicBaseUrl: string, keys: readonly Buffer[]): BrowserBinding {
+  if (keys.length === 0) throw new Error('createBrowserBinding needs at least one key')
   const base = new URL(publicBaseUrl)
+  const secure = base.protocol === 'https:'
+  const cookieName = secure ? HOST_BROWSER_COOKIE : BROWSER_COOKIE
   const attributes = [
-    `Path=${base.pathname.replace(/\/+$/, '')}/oauth`,
+    `Path=${secure ? '/' : `${base.pathname.replace(/\/+$/, '')}/oauth`}`,
     `Max-Age=${COOKIE_MAX_AGE_SECONDS}`,
     'HttpOnly',
     'SameSite=Lax',
-    ...(base.protocol === 'https:' ? ['Secure'] : []),
+    ...(secure ? ['Secure'] : []),
   ].join('; ')
-  const csrfToken = (value: string, ticketId: string) => createHmac('sha256', value).update(`csrf\n${ticketId}`).digest('base64url')
+  const tokenUnder = (key: Buffer, value: string, ticketId: string) =>
+    createHmac('sha256', key).update(`csrf\n${ticketId}\n${value}`).digest('base64url')
 
   return {
+    cookieName,
     fromCookieHeader(header) {
       for (const pair of header?.split(';') ?? []) {
         const eq = pair.indexOf('=')
-        if (eq === -1 || pair.slice(0, eq).trim() !== BROWSER_COOKIE) continue
+        if (eq === -1 || pair.slice(0, eq).trim() !== cookieName) continue
         const value = pair.slice(eq + 1).trim()
         if (COOKIE_VALUE.test(value)) return value
       }
       return undefined
     },
     newValue: () => randomBytes(32).toString('base64url'),
-    setCookie: (value) => `${BROWSER_COOKIE}=${value}; ${attributes}`,
-    csrfToken,
+    setCookie: (value) => `${cookieName}=${value}; ${attributes}`,
+    csrfToken: (value, ticketId) => tokenUnder(keys[0]!, value, ticketId),
     isCsrfToken(value, ticketId, given) {
       if (value === undefined || given === undefined) return false
-      const expected = Buffer.from(csrfToken(value, ticketId))
       const actual = Buffer.from(given)
-      return expected.length === actual.length && timingSafeEqual(expected, actual)
+      return keys.some((key) => {
+        const expected = Buffer.from(tokenUnder(key, value, ticketId))
+        return expected.length === actual.length && timingSafeEqual(expected, actual)
+      })
     },
     hash: (value) => createHash('sha256').update(value).digest('base64url'),
   }

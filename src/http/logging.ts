@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
+import { clientAddress, requestClient } from './client-address.ts'
 
 /**
  * Field names whose values are secrets wherever they appear in a log line, at the top level and
@@ -107,13 +108,24 @@ function serializeError(error: unknown, depth = 0): SerializedError | string {
 
 type LoggerOption = FastifyServerOptions['logger']
 
-/** Adds redaction and the serializers above to whatever logger options the caller gave. */
+/**
+ * DESIGN.md §6 (audit): every `event` line written while a request is handled names the client
+ * address behind it (client-address.ts), wherever in the relay it is written.
+ */
+function auditMixin(line: object): object {
+  if (!('event' in line)) return {}
+  const request = requestClient.getStore()
+  return request === undefined ? {} : { clientAddress: clientAddress(request.ip) }
+}
+
+/** Adds redaction, the serializers above and the audit lines' client address to whatever logger options the caller gave. */
 export function loggerOptions(given: LoggerOption | undefined, level: string): LoggerOption {
   if (given === false) return false
   const base = typeof given === 'object' && given !== null ? given : {}
   return {
     level,
     ...base,
+    mixin: auditMixin,
     hooks: { ...base.hooks, streamWrite: redactLine },
     serializers: { ...base.serializers, req: serializeRequest as never, err: serializeError as never },
   }

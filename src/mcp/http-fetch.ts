@@ -33,13 +33,21 @@ export type ConnectLookup = (url: URL) => LookupFunction | undefined
  * follows them itself, within the origin). Keep-alive honours the server's `Keep-Alive: timeout`
  * hint (Node's agentKeepAliveTimeoutBuffer), so an idle connection is not reused as it closes.
  * Unlike undici there is no body timeout: a session's event stream may stay quiet for hours.
- * Proxies: the agents take Node's own environment proxy settings (NODE_USE_ENV_PROXY), as the
- * global agents and fetch do.
+ * Proxies (DESIGN.md §6): the agents take Node's own environment proxy settings
+ * (NODE_USE_ENV_PROXY with HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as the global agents and fetch
+ * do: an https target goes through `CONNECT host:port` with TLS to the target inside the tunnel,
+ * whatever the host form; an http target is sent to the proxy as an absolute-URI request.
  *
- * Every new connection first asks `connectLookup` where it may go: the address is checked when
- * the socket is opened (the agents' createConnection), after DNS and before any byte is sent,
- * so a name that resolved to a public address when a URL was checked and resolves to a private
- * one now (DNS rebinding) is refused. A kept-alive connection was checked when it was opened.
+ * Every connection is checked with `connectLookup` before any byte is sent:
+ * - a host name when the agent opens a socket to it (node:net's `lookup`, after DNS), so a name
+ *   that resolved to a public address when a URL was checked and resolves to a private one now
+ *   (DNS rebinding) is refused; a kept-alive connection was checked when it was opened;
+ * - an IP literal before each request (nothing to resolve, so nothing changes between requests):
+ *   node:net connects to a literal without a lookup.
+ * Through a proxy the relay never resolves the target: the proxy does. A literal target is still
+ * checked here (the address the proxy will reach is the one in the URL); a name is checked only
+ * when its URL was learned (oauth/url-guard.ts `check`), and what it resolves to at the proxy is
+ * the proxy's to police (docs/security.md).
  */
 export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): HttpFetch {
   // Node gives both global agents the same proxyEnv (process.env with NODE_USE_ENV_PROXY, else
@@ -67,6 +75,7 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
     })
     const body = bodyBytes(init.body)
     if (body !== undefined) headers['content-length'] = body.byteLength
+    const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1')
 
     const attempt = (retried: boolean): Promise<Response> => new Promise((resolve, reject) => {
       let answered = false
@@ -74,7 +83,7 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
       const req = send(
         {
           protocol: url.protocol,
-          hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+          hostname,
           port: url.port,
           path: `${url.pathname}${url.search}`,
           method,
@@ -105,7 +114,8 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
       })
       req.end(body)
     })
-    return attempt(false)
+    const literalLookup = isIP(hostname) !== 0 ? deps.connectLookup?.(url) : undefined
+    return literalLookup ? checkLiteral(literalLookup, hostname).then(() => attempt(false)) : attempt(false)
   }
 
   return {
@@ -118,23 +128,25 @@ export function createHttpFetch(deps: { connectLookup?: ConnectLookup } = {}): H
 }
 
 /**
- * The agent's new sockets go through `connectLookup`. A name is looked up by node:net with the
- * lookup given; an IP literal, which node:net connects to without a lookup, is asked by hand
- * first (the agent takes the socket from the callback: Node's documented asynchronous form).
+ * The agent's new sockets to a host name resolve through `connectLookup`'s lookup. The agent's
+ * own createConnection does the rest, with its callback: through a proxy it answers the socket
+ * only once the CONNECT tunnel and the TLS inside it are up. IP literals are not looked up by
+ * node:net; fetchOverHttp checks them before the request.
  */
 function checkConnections(agent: HttpAgent, protocol: 'http:' | 'https:', connectLookup: ConnectLookup): void {
   const create = agent.createConnection.bind(agent) as (options: ClientRequestArgs, callback?: (error: Error | null, socket?: Duplex) => void) => Duplex | null | undefined
   agent.createConnection = ((options: ClientRequestArgs, callback: (error: Error | null, socket?: Duplex) => void) => {
     const host = options.host ?? options.hostname ?? 'localhost'
-    const lookup = connectLookup(new URL(`${protocol}//${isIP(host) === 6 ? `[${host}]` : host}:${options.port}`))
-    if (!lookup) return create(options, callback)
-    if (isIP(host) === 0) return create({ ...options, lookup }, callback)
-    lookup(host, { all: true }, (error) => {
-      if (error) callback(error)
-      else callback(null, create(options) ?? undefined)
-    })
-    return undefined
+    const lookup = isIP(host) === 0 ? connectLookup(new URL(`${protocol}//${host}:${options.port}`)) : undefined
+    return create(lookup ? { ...options, lookup } : options, callback)
   }) as HttpAgent['createConnection']
+}
+
+/** Resolves when `connectLookup` lets a connection go to the literal `address`; rejects as a failed connection does. */
+function checkLiteral(lookup: LookupFunction, address: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    lookup(address, { all: true }, (error) => (error ? reject(new TypeError('fetch failed', { cause: error })) : resolve()))
+  })
 }
 
 /** The connection broke (reset, or closed under the write): with no answer yet, the request was not read. */

@@ -1,10 +1,11 @@
 import { lookup as dnsLookup } from 'node:dns'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
+import ipaddr from 'ipaddr.js'
 import type { TrustedHost } from '../config/load-config.ts'
 
 /**
  * DESIGN.md §6 (SSRF guard): a URL learned from OAuth metadata must be https on a public
- * address, unless its host is one the operator trusts (OAUTH_TRUSTED_HOSTS, or the host:port of a
+ * address, unless its host is one the operator trusts (OAUTH_TRUSTED_HOSTS, or the origin of a
  * configured mcp_url). An upstream must not be able to point the relay at its own Redis, a
  * loopback service or a cloud metadata address.
  */
@@ -30,10 +31,31 @@ for (const [address, prefix] of [
 ] as const) NON_PUBLIC.addSubnet(address, prefix, 'ipv4')
 // No rule for IPv4-mapped addresses (::ffff:0:0/96): BlockList checks ::ffff:a.b.c.d against the
 // IPv4 rules above by itself, and also checks every IPv4 address against such a rule, so that
-// rule made every public IPv4 address "private".
+// rule made every public IPv4 address "private". The other forms that carry an IPv4 address are
+// judged by it (embeddedIPv4 below), except 64:ff9b:1::/48: RFC 8215 reserves it for translation
+// inside one network, which picks where the IPv4 address sits (any RFC 6052 §2.2 prefix length
+// from /48 to /96) and may map it to private addresses, so no reading of it can be called public.
 for (const [address, prefix] of [
-  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96],
+  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8], ['64:ff9b:1::', 48],
 ] as const) NON_PUBLIC.addSubnet(address, prefix, 'ipv6')
+
+/**
+ * IPv6 forms whose packets reach an IPv4 address written inside them, and the byte it starts at:
+ * IPv4-mapped (RFC 4291 §2.5.5.2), IPv4-compatible (§2.5.5.1, deprecated, but `::127.0.0.1`
+ * still parses), NAT64's well-known prefix (RFC 6052 §2.1, the last 32 bits at /96) and 6to4
+ * (RFC 3056 §2, bits 16-47). `::` and `::1` fall in ::/96 too; NON_PUBLIC refuses them first.
+ */
+const IPV4_CARRIERS = (
+  [['::ffff:0:0/96', 12], ['::/96', 12], ['64:ff9b::/96', 12], ['2002::/16', 2]] as const
+).map(([cidr, at]) => ({ range: ipaddr.IPv6.parseCIDR(cidr), at }))
+
+/** The IPv4 address an IPv6 address carries (IPV4_CARRIERS), if it is one of those forms. */
+function embeddedIPv4(address: string): string | undefined {
+  if (!ipaddr.IPv6.isValid(address)) return undefined
+  const parsed = ipaddr.IPv6.parse(address)
+  const carrier = IPV4_CARRIERS.find(({ range }) => parsed.match(range))
+  return carrier && parsed.toByteArray().slice(carrier.at, carrier.at + 4).join('.')
+}
 
 export interface UrlGuard {
   /** True when the URL's host is trusted (plain http and private addresses allowed). */
@@ -61,7 +83,9 @@ export function createUrlGuard(deps: {
   configuredUrls: readonly string[]
   lookup?: LookupFunction
 }): UrlGuard {
-  const trustedOrigins = new Set(deps.configuredUrls.map((url) => new URL(url).host.toLowerCase()))
+  // DESIGN.md §6: a configured URL vouches for its origin (scheme, host and port), so an
+  // `https://host/mcp` entry does not make plain `http://host/` trusted.
+  const trustedOrigins = new Set(deps.configuredUrls.map((url) => new URL(url).origin))
   const trustedNames = deps.trustedHosts.filter((entry) => entry.kind === 'host')
   const trustedRanges = new BlockList()
   for (const entry of deps.trustedHosts) {
@@ -72,14 +96,24 @@ export function createUrlGuard(deps: {
   function isTrusted(url: URL): boolean {
     const hostname = bareHostname(url)
     const port = url.port || (url.protocol === 'https:' ? '443' : '80')
-    if (trustedOrigins.has(url.host.toLowerCase())) return true
+    if (trustedOrigins.has(url.origin)) return true
     if (trustedNames.some((entry) => entry.host === hostname && (entry.port === undefined || entry.port === port))) return true
-    return isIP(hostname) !== 0 && trustedRanges.check(hostname, family(hostname))
+    return isIP(hostname) !== 0 && isTrustedAddress(hostname)
   }
 
-  /** Public, or inside a CIDR of OAUTH_TRUSTED_HOSTS. */
+  /** Inside a CIDR of OAUTH_TRUSTED_HOSTS, itself or by the IPv4 address it carries. */
+  function isTrustedAddress(address: string): boolean {
+    if (trustedRanges.check(address, family(address))) return true
+    const carried = embeddedIPv4(address)
+    return carried !== undefined && trustedRanges.check(carried, 'ipv4')
+  }
+
+  /** Trusted, or public: itself, and the IPv4 address it carries. */
   function isAllowedAddress(address: string): boolean {
-    return !NON_PUBLIC.check(address, family(address)) || trustedRanges.check(address, family(address))
+    if (isTrustedAddress(address)) return true
+    if (NON_PUBLIC.check(address, family(address))) return false
+    const carried = embeddedIPv4(address)
+    return carried === undefined || !NON_PUBLIC.check(carried, 'ipv4')
   }
 
   async function check(url: URL, what: string): Promise<void> {

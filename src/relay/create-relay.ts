@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { hkdfSync, randomBytes } from 'node:crypto'
 import type { LookupFunction } from 'node:net'
 import type { RelayConfig } from '../config/load-config.ts'
 import { createMcpPool } from '../mcp/pool.ts'
@@ -42,13 +42,20 @@ export interface CreateRelayOptions {
   readonly metrics?: RelayMetrics
 }
 
-/** Opens the store and builds every part of the relay from the config, once, at start-up. */
-export async function createRelay(config: RelayConfig, options: CreateRelayOptions): Promise<{ relay: RelayService; deps: RelayDeps }> {
+/**
+ * Opens the store and builds every part of the relay from the config, once, at start-up.
+ * `signInKeys` are for the HTTP app's confirmation form (AppDeps).
+ */
+export async function createRelay(
+  config: RelayConfig,
+  options: CreateRelayOptions,
+): Promise<{ relay: RelayService; deps: RelayDeps; signInKeys: readonly Buffer[] }> {
   const now = options.now ?? Date.now
   const { logger } = options
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
-  const sealer = createSealer(encryptionKeys(config))
+  const keys = encryptionKeys(config)
+  const sealer = createSealer(keys)
   const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files' | 'inputs') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
     // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins and files live 10 minutes.
@@ -56,7 +63,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
 
   const guard = createUrlGuard({
     trustedHosts: config.trustedHosts,
-    // The operator's own URLs are trusted: each mcp_url's host, and configured OAuth endpoints.
+    // The operator's own URLs are trusted: each mcp_url's origin, and configured OAuth endpoints'.
     configuredUrls: [...config.servers.values()].flatMap((server) =>
       [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl].filter((url): url is string => Boolean(url)),
     ),
@@ -125,7 +132,17 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     httpFetch.close()
     await store.close()
   }
-  return { relay: createRelayService(deps, { ping: () => store.ping(), close }), deps }
+  return { relay: createRelayService(deps, { ping: () => store.ping(), close }), deps, signInKeys: signInKeysFrom(keys) }
+}
+
+/**
+ * The keys of the confirmation form's CSRF token (http/browser-binding.ts), one per encryption
+ * key and in its order (the first signs, all verify): derived with HKDF (RFC 5869), so every
+ * replica that shares RELAY_ENCRYPTION_KEY (or the SQLite key file) verifies a page another one
+ * rendered, and a token reveals nothing of the sealing keys.
+ */
+function signInKeysFrom(keys: readonly Buffer[]): Buffer[] {
+  return keys.map((key) => Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'mcp-auth-relay confirmation form v1', 32)))
 }
 
 /**

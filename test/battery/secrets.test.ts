@@ -194,7 +194,7 @@ describe('with LOG_LEVEL=trace through sign-in, calls, refreshes, failures and r
     add('configured client_secret', CONFIDENTIAL_SECRET)
     for (const key of [TEST_API_KEY, OTHER_TENANT_KEY, WRONG_KEY]) add('API key', key)
     for (const ticket of tickets) add('login ticket', ticket)
-    const binding = createBrowserBinding(relay.url)
+    const binding = createBrowserBinding(relay.url, relay.signInKeys)
     for (const { jar, ticket } of browsers) {
       const cookie = cookieValue(jar, `${relay.url}/oauth/callback`, BROWSER_COOKIE)
       expect(cookie, 'every browser got its cookie').toMatch(/^[A-Za-z0-9_-]{43}$/)

@@ -120,8 +120,8 @@ async function startRelay(serverUrl: string, context: ScenarioContext, serviceAc
     UPSTREAM_TIMEOUT_SECONDS: '10',
     LOG_LEVEL: 'debug',
   })
-  const { relay } = await createRelay(config, { logger: log })
-  const app = await buildApp({ config, relay, logger: false })
+  const { relay, signInKeys } = await createRelay(config, { logger: log })
+  const app = await buildApp({ config, relay, signInKeys, logger: false })
   await app.listen({ port, host: '127.0.0.1' })
   const base = `http://127.0.0.1:${port}`
   return {

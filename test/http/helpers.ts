@@ -8,6 +8,8 @@ import type { Caller, RelayService } from '../../src/relay/types.ts'
 export const ACME_KEY = 'acme-key-0123456789abcdef'
 export const GLOBEX_KEY = 'globex-key-0123456789abcdef'
 export const USER_SECRET = 'a-user-secret-that-is-at-least-32-characters'
+/** The confirmation form's CSRF key of every app makeApp builds (createRelay derives the real ones). */
+export const SIGN_IN_KEY = Buffer.alloc(32, 7)
 
 export function makeConfig(environment: Record<string, string> = {}): RelayConfig {
   return loadConfig({
@@ -119,7 +121,7 @@ export async function makeApp(
 ): Promise<{ app: FastifyInstance; calls: RecordedCall[]; config: RelayConfig; closedCount: () => number }> {
   const config = makeConfig(options.environment)
   const { relay, calls, closedCount } = createRecordingRelay(config, options.relay)
-  const app = await buildApp({ config, relay, logger: false, ...options.deps })
+  const app = await buildApp({ config, relay, signInKeys: [SIGN_IN_KEY], logger: false, ...options.deps })
   return { app, calls, config, closedCount }
 }
 

@@ -53,7 +53,7 @@ describe('logs', () => {
     await app.inject({ method: 'GET', url: `/oauth/callback?code=${SECRETS.code}&state=${SECRETS.state}&iss=https%3A%2F%2Fas.example` })
     await app.inject({ method: 'GET', url: `/oauth/start/${SECRETS.ticket}` })
     // The confirmation page and its form, with a browser cookie and a CSRF token; a confirmation code.
-    const browser = { cookie: `mcp_relay_browser=${SECRETS.browserCookie}` }
+    const browser = { cookie: `__Host-mcp_relay_browser=${SECRETS.browserCookie}` }
     await app.inject({ method: 'GET', url: '/oauth/start/good', headers: browser })
     await app.inject({ method: 'POST', url: '/oauth/start/good', headers: { ...browser, 'content-type': 'application/x-www-form-urlencoded' }, payload: `csrf=${SECRETS.csrf}` })
     const fresh = await app.inject({ method: 'GET', url: '/oauth/start/good' })

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { RelayError } from '../../src/errors.ts'
 import { createHash } from 'node:crypto'
-import { BROWSER_COOKIE, createBrowserBinding } from '../../src/http/browser-binding.ts'
+import { BROWSER_COOKIE, createBrowserBinding, HOST_BROWSER_COOKIE } from '../../src/http/browser-binding.ts'
 import { CONFIRMATION_PAGE_HEADERS, escapeHtml, PAGE_HEADERS } from '../../src/http/pages/html-page.ts'
 import { findConfirmationToken } from '../peers/browser.ts'
 import type { CompleteSignInResult } from '../../src/relay/types.ts'
-import { makeApp } from './helpers.ts'
+import { makeApp, SIGN_IN_KEY } from './helpers.ts'
 
 const SECURITY_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
@@ -29,12 +29,12 @@ const CONFIRMATION_HEADERS = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
 }
 
-/** The browser cookie a response set: its value and attributes. */
-function browserCookie(response: { headers: Record<string, unknown> }): { value: string; attributes: string[] } {
+/** The browser cookie a response set: its value and attributes (named `__Host-…` on the default https relay). */
+function browserCookie(response: { headers: Record<string, unknown> }, name = HOST_BROWSER_COOKIE): { value: string; attributes: string[] } {
   const line = String(response.headers['set-cookie'] ?? '')
   const [pair = '', ...attributes] = line.split(';').map((part) => part.trim())
-  expect(pair.startsWith(`${BROWSER_COOKIE}=`)).toBe(true)
-  return { value: pair.slice(BROWSER_COOKIE.length + 1), attributes }
+  expect(pair.startsWith(`${name}=`)).toBe(true)
+  return { value: pair.slice(name.length + 1), attributes }
 }
 
 function csrfOf(html: string): string {
@@ -62,8 +62,9 @@ describe('GET /oauth/start/:ticket (the confirmation page)', () => {
     expect(response.body).toMatch(/<form method="post">/)
     const cookie = browserCookie(response)
     expect(cookie.value).toMatch(/^[A-Za-z0-9_-]{43}$/)
-    // PUBLIC_BASE_URL is https://relay.example.com/base: Secure, and the relay's /oauth under the prefix.
-    expect(cookie.attributes).toEqual(['Path=/base/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax', 'Secure'])
+    // PUBLIC_BASE_URL is https://relay.example.com/base: `__Host-`, so Secure and Path=/ whatever
+    // the prefix (a sibling subdomain cannot set such a cookie).
+    expect(cookie.attributes).toEqual(['Path=/', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax', 'Secure'])
     expect(csrfOf(response.body)).not.toBe(cookie.value)
     expect(calls).toEqual([{ method: 'describeSignIn', request: 'good' }])
     await app.close()
@@ -73,7 +74,7 @@ describe('GET /oauth/start/:ticket (the confirmation page)', () => {
     const { app } = await makeApp()
     const first = await app.inject({ method: 'GET', url: '/oauth/start/good' })
     const cookie = browserCookie(first).value
-    const again = await app.inject({ method: 'GET', url: '/oauth/start/good', headers: { cookie: `other=1; ${BROWSER_COOKIE}=${cookie}` } })
+    const again = await app.inject({ method: 'GET', url: '/oauth/start/good', headers: { cookie: `other=1; ${HOST_BROWSER_COOKIE}=${cookie}` } })
     expectPage(again, 200, CONFIRMATION_HEADERS)
     expect(again.headers['set-cookie']).toBeUndefined()
     expect(csrfOf(again.body)).toBe(csrfOf(first.body))
@@ -89,10 +90,10 @@ describe('GET /oauth/start/:ticket (the confirmation page)', () => {
     await app.close()
   })
 
-  it('leaves out a cookie on a plain-http relay', async () => {
-    const { app } = await makeApp({ environment: { PUBLIC_BASE_URL: 'http://localhost:8787' } })
+  it('on a plain-http relay: no Secure, no prefix (browsers refuse both without https), the path of the relay\'s /oauth', async () => {
+    const { app } = await makeApp({ environment: { PUBLIC_BASE_URL: 'http://localhost:8787/base' } })
     const response = await app.inject({ method: 'GET', url: '/oauth/start/good' })
-    expect(browserCookie(response).attributes).toEqual(['Path=/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax'])
+    expect(browserCookie(response, BROWSER_COOKIE).attributes).toEqual(['Path=/base/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax'])
     await app.close()
   })
 
@@ -142,12 +143,12 @@ describe('POST /oauth/start/:ticket (Continue)', () => {
     const { app, calls } = await makeApp()
     const { cookie, csrf } = await pageFor(app)
     // With Referrer-Policy no-referrer, browsers send Origin: null on this same-origin POST.
-    const response = await app.inject({ method: 'POST', url: '/oauth/start/good', headers: { cookie: `${BROWSER_COOKIE}=${cookie}`, origin: 'null', ...form({ csrf }) }, payload: form({ csrf }).payload })
+    const response = await app.inject({ method: 'POST', url: '/oauth/start/good', headers: { cookie: `${HOST_BROWSER_COOKIE}=${cookie}`, origin: 'null', 'sec-fetch-site': 'same-origin', ...form({ csrf }) }, payload: form({ csrf }).payload })
     expect(response.statusCode).toBe(302)
     expect(response.headers.location).toBe('https://auth.example.com/authorize?client_id=relay&state=s1')
     expect(response.headers['referrer-policy']).toBe('no-referrer')
     expect(response.headers['cache-control']).toBe('no-store')
-    expect(browserCookie(response)).toEqual({ value: cookie, attributes: ['Path=/base/oauth', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax', 'Secure'] })
+    expect(browserCookie(response)).toEqual({ value: cookie, attributes: ['Path=/', 'Max-Age=86400', 'HttpOnly', 'SameSite=Lax', 'Secure'] })
     expect(calls.at(-1)).toEqual({
       method: 'startSignIn',
       request: { ticketId: 'good', browser: { csrfValid: true, browserHash: createHash('sha256').update(cookie).digest('base64url') } },
@@ -167,14 +168,14 @@ describe('POST /oauth/start/:ticket (Continue)', () => {
       ["another browser's cookie", { csrf: mine.csrf }, other.cookie],
     ]
     // The token is bound to the link: a page of another ticket gives a token that does not fit this one.
-    const otherTicketPage = await app.inject({ method: 'GET', url: '/oauth/start/other', headers: { cookie: `${BROWSER_COOKIE}=${mine.cookie}` } })
+    const otherTicketPage = await app.inject({ method: 'GET', url: '/oauth/start/other', headers: { cookie: `${HOST_BROWSER_COOKIE}=${mine.cookie}` } })
     expect(otherTicketPage.statusCode).toBe(404)
     for (const [label, fields, cookie] of cases) {
       calls.length = 0
       const response = await app.inject({
         method: 'POST',
         url: '/oauth/start/good',
-        headers: { ...(cookie ? { cookie: `${BROWSER_COOKIE}=${cookie}` } : {}), 'content-type': 'application/x-www-form-urlencoded' },
+        headers: { ...(cookie ? { cookie: `${HOST_BROWSER_COOKIE}=${cookie}` } : {}), 'content-type': 'application/x-www-form-urlencoded' },
         payload: new URLSearchParams(fields).toString(),
       })
       expectPage(response, 403)
@@ -187,7 +188,7 @@ describe('POST /oauth/start/:ticket (Continue)', () => {
       const response = await app.inject({
         method: 'POST',
         url: '/oauth/start/good',
-        headers: { cookie: `${BROWSER_COOKIE}=${mine.cookie}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
+        headers: { cookie: `${HOST_BROWSER_COOKIE}=${mine.cookie}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
         ...(payload ? { payload } : {}),
       })
       // JSON parses, and the token in it is as good as the form's; no body is a missing token.
@@ -203,8 +204,8 @@ describe('POST /oauth/start/:ticket (Continue)', () => {
     const response = await app.inject({
       method: 'POST',
       url: '/oauth/start/used',
-      headers: { cookie: `${BROWSER_COOKIE}=${cookie}`, 'content-type': 'application/x-www-form-urlencoded' },
-      payload: new URLSearchParams({ csrf: createBrowserBinding('https://relay.example.com/base').csrfToken(cookie, 'used') }).toString(),
+      headers: { cookie: `${HOST_BROWSER_COOKIE}=${cookie}`, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({ csrf: createBrowserBinding('https://relay.example.com/base', [SIGN_IN_KEY]).csrfToken(cookie, 'used') }).toString(),
     })
     expectPage(response, 404)
     await app.close()
@@ -224,7 +225,7 @@ describe('GET /oauth/callback', () => {
   it("passes the SHA-256 of the browser cookie, never the cookie", async () => {
     const { app, calls } = await makeApp()
     const cookie = 'c'.repeat(43)
-    await app.inject({ method: 'GET', url: '/oauth/callback?code=c&state=s', headers: { cookie: `${BROWSER_COOKIE}=${cookie}` } })
+    await app.inject({ method: 'GET', url: '/oauth/callback?code=c&state=s', headers: { cookie: `${HOST_BROWSER_COOKIE}=${cookie}` } })
     expect(calls).toEqual([
       { method: 'completeSignIn', request: { url: 'https://relay.example.com/base/oauth/callback?code=c&state=s', browserHash: createHash('sha256').update(cookie).digest('base64url') } },
     ])

@@ -90,6 +90,8 @@ export interface BrowserOptions {
   jar?: CookieJar
   /** Bound on each request; default 5000 ms. */
   timeoutMs?: number
+  /** Headers added to every request (say, the X-Forwarded-For a proxy in front would add). */
+  headers?: Record<string, string>
 }
 
 const MAX_HOPS = 20
@@ -112,7 +114,7 @@ export async function followToCallback(loginUrl: string, account: string, option
   let confirmed = false
 
   for (let hop = 0; hop < MAX_HOPS; hop++) {
-    const response = await request(url, jar, timeoutMs, method, body)
+    const response = await request(url, jar, timeoutMs, method, body, options.headers)
     method = 'GET'
     body = undefined
 
@@ -155,7 +157,7 @@ export async function signInThroughBrowser(
 ): Promise<{ status: number; html: string; headers: Headers; callbackUrl: string }> {
   const jar = options.jar ?? createCookieJar()
   const callbackUrl = await followToCallback(loginUrl, account, { ...options, jar })
-  const response = await request(new URL(callbackUrl), jar, options.timeoutMs ?? 5000, 'GET', undefined)
+  const response = await request(new URL(callbackUrl), jar, options.timeoutMs ?? 5000, 'GET', undefined, options.headers)
   return { status: response.status, html: await response.text(), headers: response.headers, callbackUrl }
 }
 
@@ -168,11 +170,11 @@ export async function pressContinue(loginUrl: string, options: BrowserOptions = 
   const jar = options.jar ?? createCookieJar()
   const timeoutMs = options.timeoutMs ?? 5000
   const url = new URL(loginUrl)
-  const page = await request(url, jar, timeoutMs, 'GET', undefined)
+  const page = await request(url, jar, timeoutMs, 'GET', undefined, options.headers)
   const html = await page.text()
   const csrf = page.status === 200 ? findConfirmationToken(html) : undefined
   if (csrf === undefined) throw new Error(`no confirmation page at ${url.pathname}: ${page.status} ${html.slice(0, 300)}`)
-  return request(url, jar, timeoutMs, 'POST', new URLSearchParams({ csrf }))
+  return request(url, jar, timeoutMs, 'POST', new URLSearchParams({ csrf }), options.headers)
 }
 
 /** The value of the cookie `name` that `jar` would send to `url`, if any. */
@@ -194,9 +196,9 @@ export function findConfirmationToken(html: string): string | undefined {
 }
 
 async function request(
-  url: URL, jar: CookieJar, timeoutMs: number, method: 'GET' | 'POST', body: URLSearchParams | undefined,
+  url: URL, jar: CookieJar, timeoutMs: number, method: 'GET' | 'POST', body: URLSearchParams | undefined, extra: Record<string, string> = {},
 ): Promise<Response> {
-  const headers = new Headers({ accept: 'text/html,application/xhtml+xml' })
+  const headers = new Headers({ ...extra, accept: 'text/html,application/xhtml+xml' })
   const cookie = jar.header(url)
   if (cookie) headers.set('cookie', cookie)
   if (body) headers.set('content-type', 'application/x-www-form-urlencoded')

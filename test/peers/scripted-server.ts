@@ -1,8 +1,9 @@
 // A tiny real HTTP server whose answers a test scripts path by path: for metadata that no
 // well-behaved authorization server would publish (no S256, a wrong issuer, endpoints on hosts
 // the relay must not reach). It records every request and counts every TCP connection, so a test
-// can prove that nothing was sent to it at all.
-import { createServer, type IncomingMessage } from 'node:http'
+// can prove that nothing was sent to it at all. With `tls` it speaks https only.
+import { createServer, type IncomingMessage, type RequestListener } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { readBody } from './read-body.ts'
 
@@ -14,7 +15,7 @@ export interface ScriptedAnswer {
 }
 
 export interface ScriptedServer {
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT (https:// with `tls`) */
   origin: string
   port: number
   /** Every request, in order: method, path (with query), and its body once read. */
@@ -26,11 +27,12 @@ export interface ScriptedServer {
   close(): Promise<void>
 }
 
-export async function startScriptedServer(): Promise<ScriptedServer> {
+/** `tls`: the PEM key and certificate to serve https with (test/peers/self-signed.ts). */
+export async function startScriptedServer(options: { tls?: { key: string; cert: string } } = {}): Promise<ScriptedServer> {
   const routes = new Map<string, ScriptedAnswer | ((request: IncomingMessage) => ScriptedAnswer)>()
   const requests: ScriptedServer['requests'] = []
   let connections = 0
-  const server = createServer((req, res) => {
+  const respond: RequestListener = (req, res) => {
     const record: ScriptedServer['requests'][number] = { method: req.method ?? '', path: req.url ?? '' }
     requests.push(record)
     const path = new URL(req.url ?? '/', 'http://peer').pathname
@@ -46,7 +48,9 @@ export async function startScriptedServer(): Promise<ScriptedServer> {
       },
       (error: unknown) => res.destroy(error instanceof Error ? error : undefined),
     )
-  })
+  }
+  const server = options.tls ? createHttpsServer(options.tls, respond) : createServer(respond)
+  // Every TCP connection, for https one that never finishes its handshake too.
   server.on('connection', () => connections++)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -54,7 +58,7 @@ export async function startScriptedServer(): Promise<ScriptedServer> {
   })
   const port = (server.address() as AddressInfo).port
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
     connections: () => connections,

@@ -16,6 +16,8 @@ export interface TestRelay {
   apiKey: string
   app: FastifyInstance
   deps: RelayDeps
+  /** The confirmation form's CSRF keys this relay was given (createRelay). */
+  signInKeys: readonly Buffer[]
   /** What GET /metrics serves: the relay's metrics are wired as in main.ts. */
   registry: Registry
   /** POSTs JSON to a relay route with the API key (or the one given); returns status and body. */
@@ -57,7 +59,7 @@ export async function startRelay(options: {
   const registry = new Registry()
   // As main.ts does: one pino logger for the app, a child of it for the relay.
   const logger = options.logStream && pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions, options.logStream)
-  const { relay, deps } = await createRelay(config, {
+  const { relay, deps, signInKeys } = await createRelay(config, {
     logger: logger ? logger.child({ component: 'relay' }) : silentLogger,
     metrics: createPrometheusMetrics(registry),
     storeKeyPrefix: options.storeKeyPrefix ?? `t${randomBytes(6).toString('hex')}`,
@@ -67,6 +69,7 @@ export async function startRelay(options: {
   const app = await buildApp({
     config,
     relay,
+    signInKeys,
     ...(logger ? { loggerInstance: logger } : { logger: false }),
     metrics: registry,
     rateLimit: options.rateLimit ?? { max: 10_000, timeWindowMs: 60_000 },
@@ -80,6 +83,7 @@ export async function startRelay(options: {
     apiKey: TEST_API_KEY,
     app,
     deps,
+    signInKeys,
     registry,
     async post(path, body, { apiKey = TEST_API_KEY } = {}) {
       const headers: Record<string, string> = { 'content-type': 'application/json' }

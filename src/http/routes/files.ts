@@ -2,10 +2,11 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import { RelayError } from '../../errors.ts'
 import type { RelayService } from '../../relay/types.ts'
+import { rateLimitKey } from '../client-address.ts'
 
 export interface FileRoutesOptions {
   relay: RelayService
-  /** Requests per IP per window on /files/:id. */
+  /** Requests per client address (an IPv6 one per /64) per window on /files/:id. */
   rateLimit: { max: number; timeWindowMs: number }
 }
 
@@ -32,6 +33,8 @@ export async function fileRoutes(fastify: FastifyInstance, options: FileRoutesOp
   const { relay } = options
   await fastify.register(rateLimit, {
     global: false,
+    // Per client (TRUST_PROXY), an IPv6 client per /64 (client-address.ts).
+    keyGenerator: (request) => rateLimitKey(request.ip),
     errorResponseBuilder: (_request, context) =>
       new RelayError('RATE_LIMITED', `There were too many file requests from this address; try again in ${context.after}.`),
   })

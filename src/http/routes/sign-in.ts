@@ -2,6 +2,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { RelayError } from '../../errors.ts'
 import type { RelayService } from '../../relay/types.ts'
+import { rateLimitKey } from '../client-address.ts'
 import { confirmationForm, createBrowserBinding } from '../browser-binding.ts'
 import { sendPage } from '../pages/html-page.ts'
 import { confirmationPage, connectedPage, signInFailedPage } from '../pages/sign-in-pages.ts'
@@ -10,8 +11,20 @@ export interface SignInRoutesOptions {
   relay: RelayService
   /** $PUBLIC_BASE_URL, no trailing slash. */
   publicBaseUrl: string
-  /** Requests per IP per window on /oauth/start and /oauth/callback. */
+  /** Requests per client address (an IPv6 one per /64) per window on /oauth/start and /oauth/callback. */
   rateLimit: { max: number; timeWindowMs: number }
+  /** The confirmation form's CSRF keys (browser-binding.ts): the first signs, all verify. */
+  signInKeys: readonly Buffer[]
+}
+
+/**
+ * Fetch Metadata (W3C, Sec-Fetch-Site; DESIGN.md §6): Continue is pressed on the relay's own page
+ * (`same-origin`), or the user sent the request themselves (`none`). A form another site posts
+ * says `cross-site`, one on a sibling subdomain `same-site`: both refused. Browsers that predate
+ * the header send none; the CSRF token alone guards them.
+ */
+function isFromRelayPage(site: string | string[] | undefined): boolean {
+  return site === undefined || site === 'same-origin' || site === 'none'
 }
 
 /** The confirmation form is a few hundred bytes. */
@@ -24,10 +37,12 @@ const FORM_BODY_LIMIT_BYTES = 4096
  */
 export async function signInRoutes(fastify: FastifyInstance, options: SignInRoutesOptions): Promise<void> {
   const { relay, publicBaseUrl } = options
-  const binding = createBrowserBinding(publicBaseUrl)
+  const binding = createBrowserBinding(publicBaseUrl, options.signInKeys)
 
   await fastify.register(rateLimit, {
     global: false,
+    // Per client (TRUST_PROXY), an IPv6 client per /64 (client-address.ts).
+    keyGenerator: (request) => rateLimitKey(request.ip),
     errorResponseBuilder: (_request, context) =>
       new RelayError('RATE_LIMITED', `There were too many sign-in requests from this address; try again in ${context.after}.`),
   })
@@ -59,7 +74,8 @@ export async function signInRoutes(fastify: FastifyInstance, options: SignInRout
     const form = confirmationForm.safeParse(request.body)
     // Not the Origin header: with Referrer-Policy no-referrer browsers send `Origin: null` on this
     // same-origin POST (FIELD-NOTES.md, 2026-11-27). The token is what only this browser's page holds.
-    const result = browser && form.success && binding.isCsrfToken(browser, ticket, form.data.csrf)
+    const fromRelayPage = isFromRelayPage(request.headers['sec-fetch-site'])
+    const result = fromRelayPage && browser && form.success && binding.isCsrfToken(browser, ticket, form.data.csrf)
       ? await relay.startSignIn(ticket, { csrfValid: true, browserHash: binding.hash(browser) })
       : await relay.startSignIn(ticket, { csrfValid: false })
     if (result.kind === 'refused') throw new RelayError('FORBIDDEN', result.message)
