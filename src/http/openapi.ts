@@ -85,14 +85,28 @@ const RESPONSES: Record<OperationId, z.ZodType> = {
       .object({ content: z.array(z.unknown()), structuredContent: z.unknown().optional(), isError: z.boolean() })
       .optional(),
     error_code: z
-      .enum(['NOT_AUTHORIZED', 'USER_ACTION_REQUIRED', 'UPSTREAM_ERROR', 'TIMEOUT', 'UNKNOWN_TOOL', 'STORE_UNAVAILABLE', 'RATE_LIMITED'])
+      .enum(['NOT_AUTHORIZED', 'USER_ACTION_REQUIRED', 'USER_INPUT_REQUIRED', 'UPSTREAM_ERROR', 'TIMEOUT', 'UNKNOWN_TOOL', 'STORE_UNAVAILABLE', 'RATE_LIMITED'])
       .optional(),
     retry_after_seconds: retryAfterSeconds.optional(),
-    status: z.enum(['need_auth', 'need_user_action']).optional(),
+    status: z.enum(['need_auth', 'need_user_action', 'need_user_input']).optional(),
     server_id: z.string().optional(),
     login_url: loginUrl.optional(),
     action_url: z.string().optional().meta({ description: 'Show it to the user as a link to a page they must finish first; then wait for them.' }),
     pending_confirmation: pendingConfirmation.optional(),
+    input_ref: z.string().optional().meta({ description: 'Pass it back, with input_response, to continue this call once the user has answered.' }),
+    input_requests: z
+      .array(
+        z.object({
+          key: z.string(),
+          kind: z.enum(['form', 'url']),
+          message: z.string(),
+          fields: z.record(z.string(), z.unknown()).optional(),
+          required: z.array(z.string()).optional(),
+          url: z.string().optional(),
+        }),
+      )
+      .optional()
+      .meta({ description: 'The questions to ask the user in the chat: one form (its fields) or page (its url) each.' }),
     message: z.string().optional(),
   }),
 }
@@ -126,7 +140,8 @@ export const OPERATION_TEXT: Record<OperationId, { summary: string; description:
       'Call one MCP tool for the current user. tool_ref is the exact tool_ref from mcp_tool_list; input is a JSON object string that matches that tool\'s inputSchema. ' +
       'Returns ok: true with the tool\'s result (content, structuredContent, isError), or ok: false with an error_code. ' +
       'NOT_AUTHORIZED comes with a login_url: show it to the user as a clickable link, wait for them to sign in, then call again with the same arguments (with pending_confirmation: true instead, get the confirmation code through mcp_auth_status). ' +
-      'USER_ACTION_REQUIRED comes with an action_url: show it to the user as a clickable link, wait for them to finish on that page, then call again with the same arguments. ' +
+      'USER_ACTION_REQUIRED comes with an action_url: show it to the user as a clickable link, wait for them to finish on that page, then call again with the same arguments (and, when it has an input_ref, that input_ref with input_response "accept"). ' +
+      'USER_INPUT_REQUIRED comes with input_requests: ask the user those questions in the chat, then call again with the same tool_ref and input plus input_ref and input_response (the answers as a JSON object; with several requests, one object per request key), or input_response "decline" if the user does not want to answer. ' +
       'Large images and files come as a url with omitted: true; show an image as a Markdown image and a file as a link. ' +
       'UNKNOWN_TOOL: call mcp_tool_list again and use a tool_ref from it. UPSTREAM_ERROR or TIMEOUT: tell the user what failed; retry at most once. ' +
       'STORE_UNAVAILABLE or RATE_LIMITED: the relay itself is briefly unavailable: tell the user its message, and call again only after retry_after_seconds.',

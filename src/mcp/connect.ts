@@ -75,7 +75,7 @@ export async function connectUpstream(options: {
     return client
   } catch (error) {
     await client.close().catch(() => undefined) // the failed transport holds nothing worth reporting
-    if (mode.kind === 'modern' || (mode.kind === 'negotiate' && mode.pin) || !isRefusedOverStreamableHttp(error)) throw error
+    if (mode.kind === 'modern' || (mode.kind === 'negotiate' && mode.pin) || !isRefusedOverStreamableHttp(error) || refusesRevision(error)) throw error
   }
   return connectLegacySse(url, options)
 }
@@ -217,7 +217,19 @@ export function isSessionLost(error: unknown): boolean {
  */
 export function isEraRefused(error: unknown): boolean {
   if (error instanceof SdkHttpError) return error.status === 400 || error.status === 405
-  return (error as { code?: unknown } | undefined)?.code === ProtocolErrorCode.UnsupportedProtocolVersion
+  return refusesRevision(error)
+}
+
+/** MCP 2026-07-28 "Versioning": -32022, the revision is not one the server speaks; as a JSON-RPC error, or in an HTTP 400's body. */
+function refusesRevision(error: unknown): boolean {
+  if ((error as { code?: unknown } | undefined)?.code === ProtocolErrorCode.UnsupportedProtocolVersion) return true
+  if (!(error instanceof SdkHttpError) || error.status !== 400) return false
+  const text = (error.data as { text?: unknown }).text
+  try {
+    return typeof text === 'string' && (JSON.parse(text) as { error?: { code?: unknown } }).error?.code === ProtocolErrorCode.UnsupportedProtocolVersion
+  } catch {
+    return false // not JSON: an old server's own 400 page
+  }
 }
 
 /** Settles as `work` does, or resolves after `ms`, whichever comes first. */

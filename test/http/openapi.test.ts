@@ -24,7 +24,7 @@ afterAll(async () => {
 const EXPECTED = {
   '/tools/auth-status': { operationId: 'mcp_auth_status', properties: { user_id: 'string', server_id: 'string', server_ids: 'string', force_reauth: 'boolean', confirm_code: 'string' } },
   '/tools/list-tools': { operationId: 'mcp_tool_list', properties: { user_id: 'string', server_id: 'string', server_ids: 'string' } },
-  '/tools/call-tool': { operationId: 'mcp_tool_call', properties: { user_id: 'string', tool_ref: 'string', input: 'string' } },
+  '/tools/call-tool': { operationId: 'mcp_tool_call', properties: { user_id: 'string', tool_ref: 'string', input: 'string', input_ref: 'string', input_response: 'string' } },
 } as const
 
 describe('/openapi.json for Dify', () => {

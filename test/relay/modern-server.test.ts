@@ -185,6 +185,48 @@ describe('an open 2026-07-28 server beside a 2025-era one', () => {
   })
 })
 
+describe('the protocol setting, and a server that changes revision', () => {
+  let modern: ModernUpstream
+  let legacy: McpUpstream
+  let relay: TestRelay
+
+  beforeAll(async () => {
+    ;[modern, legacy] = await Promise.all([startModernUpstream(), startMcpUpstream()])
+    relay = await startRelay({
+      servers: [
+        { server_id: 'upgraded', mcp_url: modern.url },
+        { server_id: 'old-only', mcp_url: modern.url, protocol: '2025-11-25' },
+        { server_id: 'new-only', mcp_url: legacy.url, protocol: '2026-07-28' },
+        { server_id: 'pinned', mcp_url: modern.url, protocol: '2026-07-28' },
+      ],
+    })
+  })
+
+  afterAll(async () => {
+    await relay?.close()
+    await Promise.all([modern?.close(), legacy?.close()])
+  })
+
+  const echo = (serverId: string) => relay.post('/tools/call-tool', { user_id: 'pat', tool_ref: `${serverId}::echo`, input: { text: 'hi' } })
+
+  it('asks a server again when it stops answering in the revision it was taken for', async () => {
+    const server = relay.deps.config.servers.get('upgraded')!
+    // As if the server had spoken 2025-11-25 when it was first asked, and was upgraded since.
+    await relay.deps.eras.probe(server, async () => ({ era: 'legacy' }))
+    expect((await echo('upgraded')).body).toMatchObject({ ok: true, result: { content: [{ text: 'hi' }] } })
+    expect(await relay.deps.eras.get(server)).toMatchObject({ era: 'modern' })
+  })
+
+  it('speaks only the configured revision: 2025-11-25 never probes, 2026-07-28 insists; anything else is that server\'s error', async () => {
+    const discovers = modern.seen.filter((seen) => seen.mcpMethod === 'server/discover').length
+    expect((await echo('old-only')).body).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR' })
+    expect(modern.seen.filter((seen) => seen.mcpMethod === 'server/discover').length).toBe(discovers)
+    expect((await echo('new-only')).body).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR' })
+    expect(legacy.counters.initialize).toBe(0)
+    expect((await echo('pinned')).body).toMatchObject({ ok: true })
+  })
+})
+
 describe('a 2026-07-28 server written by hand (what the SDK would not send)', () => {
   let raw: RawModernServer
   let relay: TestRelay
