@@ -9,35 +9,42 @@ import { AsyncLocalStorage } from 'node:async_hooks'
  *   retry of a call that has just refreshed, or on another user's request.
  * - `budget`: what is left of the bound on all answers of this call together (a tools/list walks
  *   many pages), when it has one.
- * Once a call has ended (`ended`), what outlives it in its async context (the 2025-era session it
- * opened, its GET stream and that stream's reconnects) is no longer this call's.
+ * - `ended`: aborted once the call has ended. A request the call made and still waits on (the SDK
+ *   gave up on it at its timeout, and a 2025-era server keeps its event stream open) is then cut,
+ *   so that no connection outlives the call that needed it. What outlives a call in its async
+ *   context otherwise (the 2025-era session it opened, its GET stream and that stream's
+ *   reconnects) is no longer this call's.
  */
 export interface CallContext {
   readonly accessToken: string | undefined
-  readonly budget?: { left: number; readonly total: number }
-  ended: boolean
+  readonly budget: { left: number; readonly total: number } | undefined
+  readonly ended: AbortSignal
 }
 
 const calls = new AsyncLocalStorage<CallContext>()
 
-export async function runInCall<T>(call: CallContext, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn` as a call with `accessToken`; ends the call when `fn` settles. */
+export async function runInCall<T>(accessToken: string | undefined, fn: () => Promise<T>): Promise<T> {
+  const ended = new AbortController()
   try {
-    return await calls.run(call, fn)
+    return await calls.run({ accessToken, budget: undefined, ended: ended.signal }, fn)
   } finally {
-    call.ended = true
+    ended.abort()
   }
 }
 
 /**
  * Runs `fn` as a part of the call in progress with a bound of its own on all its answers together
- * (the pages of one tools/list), with the call's token.
+ * (the pages of one tools/list), with the call's token; it ends with the call.
  */
 export function withBudget<T>(bytes: number, fn: () => Promise<T>): Promise<T> {
-  return runInCall({ accessToken: liveCall()?.accessToken, budget: { left: bytes, total: bytes }, ended: false }, fn)
+  const call = liveCall()
+  if (!call) return fn()
+  return calls.run({ ...call, budget: { left: bytes, total: bytes } }, fn)
 }
 
 /** The call in progress in this async context, unless it has ended. */
 export function liveCall(): CallContext | undefined {
   const call = calls.getStore()
-  return call && !call.ended ? call : undefined
+  return call && !call.ended.aborted ? call : undefined
 }

@@ -50,10 +50,13 @@ export function createUpstreamFetch(deps: {
     // size grows with the session, so each of its events is bounded instead (and it keeps the
     // session's signal: there is one GET per session).
     if (init?.method !== 'POST') return limitEvents(await checkAuth(await baseFetch(input, { ...init, headers })), deps.maxResponseBytes)
-    const link = linkSignal(init.signal ?? undefined)
+    // A POST also ends with the relay call that made it (call-context.ts): the SDK gives up on a
+    // request at its timeout, but a server may keep that request's event stream open for ever.
+    const call = liveCall()
+    const link = linkSignal(init.signal ?? undefined, call?.ended)
     try {
       const response = await checkAuth(await baseFetch(input, { ...init, headers, signal: link.signal }))
-      const limited = limitBody(response, deps.maxResponseBytes, liveCall()?.budget, link.release)
+      const limited = limitBody(response, deps.maxResponseBytes, call?.budget, link.release)
       return response.ok || !token ? limited : await withoutToken(limited, token)
     } catch (error) {
       link.release()
@@ -131,14 +134,18 @@ async function checkAuth(response: Response): Promise<Response> {
   throw new UpstreamAuthError(response.status, challenge)
 }
 
-/** A signal of this request's own that aborts with `parent`, until `release` unhooks it. */
-function linkSignal(parent: AbortSignal | undefined): { signal: AbortSignal | undefined; release: () => void } {
-  if (!parent) return { signal: undefined, release: () => undefined }
+/** A signal of this request's own that aborts with either parent, until `release` unhooks it. */
+function linkSignal(...parents: Array<AbortSignal | undefined>): { signal: AbortSignal | undefined; release: () => void } {
+  const linked = parents.filter((parent): parent is AbortSignal => parent !== undefined)
+  if (linked.length === 0) return { signal: undefined, release: () => undefined }
   const controller = new AbortController()
-  if (parent.aborted) controller.abort(parent.reason)
-  const abort = () => controller.abort(parent.reason)
-  parent.addEventListener('abort', abort, { once: true })
-  return { signal: controller.signal, release: () => parent.removeEventListener('abort', abort) }
+  const hooks = linked.map((parent) => {
+    const abort = () => controller.abort(parent.reason)
+    if (parent.aborted) abort()
+    else parent.addEventListener('abort', abort, { once: true })
+    return () => parent.removeEventListener('abort', abort)
+  })
+  return { signal: controller.signal, release: () => hooks.forEach((unhook) => unhook()) }
 }
 
 /**

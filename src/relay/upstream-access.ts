@@ -64,10 +64,10 @@ export async function withUpstream<T>(
   let renewals = 0
   for (;;) {
     try {
-      const call = { accessToken: token?.accessToken, ended: false }
+      const accessToken = token?.accessToken
       const session = await sessionFor(deps, server, owner, timeoutMs)
-      const value = await runInCall(call, () =>
-        deps.pool.use(session.key, call.accessToken, session.open, (client) => deps.metrics.timeUpstream(server.serverId, () => fn(client, timeoutMs))),
+      const value = await runInCall(accessToken, () =>
+        deps.pool.use(session.key, accessToken, session.open, (client) => deps.metrics.timeUpstream(server.serverId, () => fn(client, timeoutMs))),
       )
       if (!token && !known) await markOpen(deps, server)
       return { kind: 'ok', value, authorized: token !== undefined }

@@ -11,6 +11,7 @@ import { readBody } from '../peers/read-body.ts'
 export type FaultMode =
   | 'pass'
   | 'hang'
+  | 'stalled-sse'
   | 'status-500'
   | 'status-500-echo'
   | 'garbage-json'
@@ -35,7 +36,7 @@ export interface FaultUpstream {
   authorizations: string[]
   /** Requests to the MCP endpoint, in total. */
   requests(): number
-  /** Requests held open by 'hang' right now. */
+  /** Requests held open by 'hang' or 'stalled-sse' right now. */
   hanging(): number
   /** tools/list pages answered by 'endless-tools'. */
   toolPages(): number
@@ -134,6 +135,13 @@ export async function startFaultUpstream(options: {
         await forward(req, res, body)
         return
       case 'hang':
+        held.add(res)
+        res.on('close', () => held.delete(res))
+        return
+      case 'stalled-sse':
+        // An event stream opened for the answer, and then nothing: the response never comes.
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write(': working on it\n\n')
         held.add(res)
         res.on('close', () => held.delete(res))
         return

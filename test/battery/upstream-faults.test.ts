@@ -152,6 +152,19 @@ describe('a signed-in user whose upstream misbehaves', () => {
     }
   }
 
+  it.each(['hang', 'stalled-sse'] as const)('%s: once the call answered TIMEOUT, the relay has let go of the request (no socket left open)', async (mode) => {
+    tally.fault(`${mode} then let go`)
+    expect((await call('alice', 'flaky::echo', { text: 'before' })).ok).toBe(true)
+    flaky.setMode(mode, { on: 'tools/call' })
+    try {
+      const answer = await call('alice', 'flaky::echo', { text: 'during' })
+      expect(answer).toMatchObject({ ok: false, error_code: 'TIMEOUT' })
+      await waitUntil(() => flaky.hanging() === 0, BOUND_MS, 'the relay closing the request it gave up on')
+    } finally {
+      flaky.setMode('pass')
+    }
+  })
+
   it("an upstream that echoes the request in its error: the user's token is not in the answer", async () => {
     tally.fault('error body echoing the bearer token')
     flaky.setMode('status-500-echo', { on: 'tools/call' })
