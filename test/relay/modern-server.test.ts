@@ -338,6 +338,10 @@ describe('a protected 2026-07-28 server with oidc-provider', () => {
     const refreshes = as.refreshCount('sam')
     await expect.poll(async () => (await whoami('sam')).body.ok && as.refreshCount('sam') > refreshes, { timeout: 10_000, interval: 250 }).toBe(true)
 
+    // One client serves both users: interleaved calls each carry their own user's token.
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => whoami(i % 2 === 0 ? 'sam' : 'tia')))
+    answers.forEach((answer, i) => expect(answer.body.result?.structuredContent, JSON.stringify(answer.body)).toEqual({ sub: i % 2 === 0 ? 'sam' : 'tia' }))
+
     modern.setScopesRequiredFor('whoami', ['mcp:admin'])
     const stepUp = await whoami('tia')
     expect(stepUp.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', message: expect.stringContaining('mcp:admin') })
