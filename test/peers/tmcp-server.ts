@@ -2,7 +2,8 @@
 // own JSON-RPC stack and Streamable HTTP transport, on node:http at a free loopback port. Its
 // tools answer a URL elicitation error (-32042), return a large image, and carry a title,
 // annotations and an output schema, so the relay's handling is not only ever tried against the
-// SDK that the relay itself is built on. (tmcp prints each error a tool throws to stderr, which
+// SDK that the relay itself is built on. tmcp speaks MCP 2026-07-28 (server/discover, questions as
+// input_required results), so the relay talks to it in that revision. (tmcp prints each error a tool throws to stderr, which
 // it offers no way to turn off: the -32042 tests leave two such warnings in the test output.)
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -54,6 +55,17 @@ export async function startTmcpServer(): Promise<TmcpServer> {
       annotations: { readOnlyHint: true, destructiveHint: false, openWorldHint: false },
     },
     () => ({ content: [{ type: 'text', text: '{"total":3}' }], structuredContent: { total: 3 } }),
+  )
+
+  // MCP 2026-07-28 (SEP-2322): tmcp asks through `elicitation()`, which for a stateless request
+  // becomes an `input_required` result with tmcp's own requestState.
+  mcp.tool(
+    { name: 'rename', description: 'Asks for the new name, then renames.', schema: z.object({ id: z.string() }), replayable: true },
+    async ({ id }) => {
+      const answer = await mcp.elicitation('What should the new name be?', z.object({ name: z.string() }), { key: 'name' })
+      if (answer.action !== 'accept' || !answer.content) return { content: [{ type: 'text', text: `Renaming ${id} was ${answer.action}ed.` }], isError: true }
+      return { content: [{ type: 'text', text: `Renamed ${id} to ${answer.content.name}.` }] }
+    },
   )
 
   const transport = new HttpTransport(mcp, { path: '/mcp' })

@@ -23,6 +23,18 @@ afterAll(async () => {
 const call = (tool_ref: string, input: object = {}) => relay.post('/tools/call-tool', { ...USER, tool_ref, input })
 
 describe('a tmcp server through the relay', () => {
+  it('speaks MCP 2026-07-28 with it (tmcp answers server/discover), and passes its questions to the user', async () => {
+    const asked = await call('tmcp::rename', { id: 'doc-7' })
+    expect(asked.body).toMatchObject({
+      ok: false,
+      error_code: 'USER_INPUT_REQUIRED',
+      input_requests: [{ key: 'name', kind: 'form', message: 'What should the new name be?', fields: { name: { type: 'string' } }, required: ['name'] }],
+    })
+    expect(await relay.deps.eras.get(relay.deps.config.servers.get('tmcp')!)).toMatchObject({ era: 'modern' })
+    const done = await relay.post('/tools/call-tool', { ...USER, tool_ref: 'tmcp::rename', input: { id: 'doc-7' }, input_ref: asked.body.input_ref, input_response: { name: 'Q3 plan' } })
+    expect(done.body).toMatchObject({ ok: true, result: { content: [{ type: 'text', text: 'Renamed doc-7 to Q3 plan.' }] } })
+  })
+
   it('its -32042 becomes USER_ACTION_REQUIRED with the https page and a clean message', async () => {
     const { body } = await call('tmcp::consent', { url: 'https://consent.example.com/export' })
     expect(body).toMatchObject({
