@@ -1,10 +1,9 @@
 // The node:http fetch under the pooled transports: the part of fetch the MCP SDK transports use,
 // against a real SDK MCP server and a plain node:http server that streams, redirects and counts
 // connections.
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo, LookupFunction } from 'node:net'
-import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createHttpFetch, type HttpFetch } from '../../src/mcp/http-fetch.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'

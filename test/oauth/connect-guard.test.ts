@@ -4,11 +4,9 @@
 // it, with a resolver the test controls (test/support/made-up-names.ts). Traps listen on loopback
 // and count connections: a refusal must come before any. A tripwire keeps every socket of this
 // process on loopback, whatever the code under test does.
+import { Client, SSEClientTransport, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type LookupFunction, type Server as NetServer } from 'node:net'
-import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { parseTrustedHosts } from '../../src/config/trusted-hosts.ts'
 import { createHttpFetch, type HttpFetch } from '../../src/mcp/http-fetch.ts'
