@@ -6,6 +6,7 @@
 // default it speaks 2026-07-28 only (a 2025 `initialize` is refused: HTTP 400, -32022).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createMcpHandler, inputRequired, McpServer, type CallToolResult, type InputRequiredResult } from '@modelcontextprotocol/server'
 import * as z from 'zod'
 import { binaryBytes } from './answering-server.ts'
@@ -121,6 +122,11 @@ function buildServer(options: ModernUpstreamOptions, sub: string | undefined): M
   server.registerTool('pester', { description: 'Never satisfied.', inputSchema: z.object({}) }, async () =>
     inputRequired({ inputRequests: { again: inputRequired.elicit({ message: 'Once more?', requestedSchema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } }) } }),
   )
+
+  server.registerTool('slow', { description: 'Answers after ms milliseconds.', inputSchema: z.object({ ms: z.number().int().min(0) }) }, async ({ ms }, ctx) => {
+    await sleep(ms, undefined, { signal: ctx.mcpReq.signal }).catch(() => undefined)
+    return text(`slept ${ms} ms`)
+  })
 
   server.registerTool(
     'picture',

@@ -30,6 +30,7 @@ describe('an open 2026-07-28 server beside a 2025-era one', () => {
         { server_id: 'modern', description: 'A 2026-07-28 server', mcp_url: modern.url },
         { server_id: 'shared', mcp_url: shared.url },
         { server_id: 'legacy', mcp_url: legacy.url },
+        { server_id: 'hasty', mcp_url: shared.url, timeout_seconds: 1 },
       ],
     })
   })
@@ -107,6 +108,17 @@ describe('an open 2026-07-28 server beside a 2025-era one', () => {
       expect((await relay.post('/tools/list-tools', { user_id: user, server_id: 'modern' })).body.servers[0].source).toBe('upstream')
     }
     expect(lists(modern)).toBe(before + 3)
+  })
+
+  it('passes on tool metadata, and answers TIMEOUT past the server\'s timeout', async () => {
+    const listed = await relay.post('/tools/list-tools', { ...USER, server_id: 'modern' })
+    expect(listed.body.tools.find((tool: { name: string }) => tool.name === 'described')).toMatchObject({
+      title: 'Described by the v2 SDK',
+      annotations: { readOnlyHint: true, destructiveHint: false },
+      outputSchema: { type: 'object', properties: { total: { type: 'number' } } },
+    })
+    const slow = await call('hasty::slow', { ms: 10_000 })
+    expect(slow.body).toMatchObject({ ok: false, error_code: 'TIMEOUT', message: 'hasty did not answer in time.' })
   })
 
   it('keeps large binary content aside as a link, and checks structured results against the output schema', async () => {
