@@ -321,35 +321,43 @@ describe('an input_ref issued on one replica, completed on another (Redis)', () 
 
 describe('a protected 2026-07-28 server with oidc-provider', () => {
   let as: AuthorizationServer
+  let shortLived: AuthorizationServer
   let modern: ModernUpstream
+  let expiring: ModernUpstream
   let relay: TestRelay
 
   beforeAll(async () => {
-    as = await startAuthorizationServer({ accessTokenTtlSeconds: 2 })
-    modern = await startModernUpstream({ auth: { issuer: as.issuer } })
-    relay = await startRelay({ servers: [{ server_id: 'secure', mcp_url: modern.url }], env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host } })
+    ;[as, shortLived] = await Promise.all([startAuthorizationServer(), startAuthorizationServer({ accessTokenTtlSeconds: 2 })])
+    ;[modern, expiring] = await Promise.all([startModernUpstream({ auth: { issuer: as.issuer } }), startModernUpstream({ auth: { issuer: shortLived.issuer } })])
+    relay = await startRelay({
+      servers: [
+        { server_id: 'secure', mcp_url: modern.url },
+        { server_id: 'expiring', mcp_url: expiring.url },
+      ],
+      env: { OAUTH_TRUSTED_HOSTS: '127.0.0.1' },
+    })
   })
 
   afterAll(async () => {
     await relay?.close()
-    await Promise.all([modern?.close(), as?.close()])
+    await Promise.all([modern?.close(), expiring?.close(), as?.close(), shortLived?.close()])
   })
 
-  const whoami = (user: string) => relay.post('/tools/call-tool', { user_id: user, tool_ref: 'secure::whoami', input: {} })
+  const whoami = (user: string, serverId = 'secure') => relay.post('/tools/call-tool', { user_id: user, tool_ref: `${serverId}::whoami`, input: {} })
 
-  it('signs each user in and calls with their own token, refreshes an expired one, and steps up on 403', async () => {
-    const status = await relay.post('/tools/auth-status', { user_id: 'sam' })
+  async function signIn(user: string, serverId: string) {
+    const asked = await whoami(user, serverId)
+    expect(asked.body.error_code).toBe('NOT_AUTHORIZED')
+    expect((await signInThroughBrowser(asked.body.login_url, user)).status).toBe(200)
+  }
+
+  it('signs each user in and calls with their own token on one shared client, and steps up on 403', async () => {
+    const status = await relay.post('/tools/auth-status', { user_id: 'sam', server_id: 'secure' })
     expect(status.body.servers[0]).toMatchObject({ status: 'need_auth', login_url: expect.any(String) })
     for (const user of ['sam', 'tia']) {
-      const asked = await whoami(user)
-      expect(asked.body.error_code).toBe('NOT_AUTHORIZED')
-      expect((await signInThroughBrowser(asked.body.login_url, user)).status).toBe(200)
+      await signIn(user, 'secure')
       expect((await whoami(user)).body).toMatchObject({ ok: true, result: { structuredContent: { sub: user } } })
     }
-    // The token expires (2 s): the relay refreshes it, before the call or on the 401.
-    const refreshes = as.refreshCount('sam')
-    await expect.poll(async () => (await whoami('sam')).body.ok && as.refreshCount('sam') > refreshes, { timeout: 10_000, interval: 250 }).toBe(true)
-
     // One client serves both users: interleaved calls each carry their own user's token.
     const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => whoami(i % 2 === 0 ? 'sam' : 'tia')))
     answers.forEach((answer, i) => expect(answer.body.result?.structuredContent, JSON.stringify(answer.body)).toEqual({ sub: i % 2 === 0 ? 'sam' : 'tia' }))
@@ -357,5 +365,13 @@ describe('a protected 2026-07-28 server with oidc-provider', () => {
     modern.setScopesRequiredFor('whoami', ['mcp:admin'])
     const stepUp = await whoami('tia')
     expect(stepUp.body).toMatchObject({ ok: false, error_code: 'NOT_AUTHORIZED', message: expect.stringContaining('mcp:admin') })
+  })
+
+  it('refreshes an expired token (2 s), before the call or on the 401', async () => {
+    await signIn('uma', 'expiring')
+    const refreshes = shortLived.refreshCount('uma')
+    await expect
+      .poll(async () => (await whoami('uma', 'expiring')).body.ok === true && shortLived.refreshCount('uma') > refreshes, { timeout: 15_000, interval: 250 })
+      .toBe(true)
   })
 })
