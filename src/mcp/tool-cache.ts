@@ -14,8 +14,10 @@ export interface ToolListCache {
 /** Per-server (or per-server-and-user) tools/list results, TOOL_LIST_CACHE_TTL_SECONDS; 0 disables. */
 export function createToolListCache(deps: { keyv: Keyv; ttlMs: number }): ToolListCache {
   const loading = new Map<string, Promise<Tool[]>>()
-  // Bumped by drop(): a load that started before a drop does not write its stale list back.
-  const generation = new Map<string, number>()
+  // Loads that a drop() overtook: a load that started before a drop does not write its stale list
+  // back. Only a load in flight can be overtaken, so only those are remembered (weakly): a map of
+  // every key ever dropped grew by one entry per sign-in and reset for as long as the process ran.
+  const overtaken = new WeakSet<Promise<Tool[]>>()
 
   return {
     async get(key, load) {
@@ -37,17 +39,19 @@ export function createToolListCache(deps: { keyv: Keyv; ttlMs: number }): ToolLi
           return { tools: await load(), source: 'upstream' }
         }
       }
-      const startedAt = generation.get(key) ?? 0
-      const running = (async () => {
+      // Assigned before the check below runs: that comes after load() settles, at least one tick later.
+      let running!: Promise<Tool[]>
+      running = (async () => {
         const tools = await load()
-        if (deps.ttlMs > 0 && (generation.get(key) ?? 0) === startedAt) await deps.keyv.set(key, tools, deps.ttlMs)
+        if (deps.ttlMs > 0 && !overtaken.has(running)) await deps.keyv.set(key, tools, deps.ttlMs)
         return tools
       })().finally(() => loading.delete(key))
       loading.set(key, running)
       return { tools: await running, source: 'upstream' }
     },
     async drop(key) {
-      generation.set(key, (generation.get(key) ?? 0) + 1)
+      const inFlight = loading.get(key)
+      if (inFlight) overtaken.add(inFlight)
       await deps.keyv.delete(key)
     },
   }
