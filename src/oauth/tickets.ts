@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { Keyv } from 'keyv'
 import { storeKey } from '../store/keys.ts'
+import type { SealedMap } from '../store/sealed-map.ts'
 import type { TokenOwner } from '../store/tokens.ts'
 
 /** A reusable sign-in link: `login_url = $PUBLIC_BASE_URL/oauth/start/<ticket>` (DESIGN.md §5). */
@@ -22,18 +23,21 @@ export interface TicketStore {
 
 /**
  * Tickets are stored under the SHA-256 of their id, so a copy of the store does not hold live
- * sign-in links. The ticket carries no secret of its own: the flow's verifier is made at /oauth/start.
+ * sign-in links (DESIGN.md §6). The ticket carries no secret of its own: the flow's verifier is
+ * made at /oauth/start. The owner's live ticket, which `issue` hands out again (DESIGN.md §5 step
+ * 1), must be found from the owner, so that index holds the id itself: it is sealed (`links`, a
+ * sealed view of the same namespace), bound to the owner's key like every sealed value.
  */
-export function createTicketStore(deps: { keyv: Keyv }): TicketStore {
-  const { keyv } = deps
+export function createTicketStore(deps: { keyv: Keyv; links: SealedMap<string> }): TicketStore {
+  const { keyv, links } = deps
   return {
     async issue(ticket) {
-      const indexKey = `owner:${storeKey(ticket.tenant, ticket.userId, ticket.serverId, ticket.scope ?? '')}`
-      const known = (await keyv.get(indexKey)) as string | undefined
+      const ownerKey = `owner:${storeKey(ticket.tenant, ticket.userId, ticket.serverId, ticket.scope ?? '')}`
+      const known = await links.get(ownerKey)
       if (known && (await keyv.get(ticketKey(known)))) return known
       const id = randomBytes(32).toString('base64url')
       await keyv.set(ticketKey(id), { ...ticket }, TICKET_TTL_MS)
-      await keyv.set(indexKey, id, TICKET_TTL_MS)
+      await links.set(ownerKey, id, TICKET_TTL_MS)
       return id
     },
     async peek(id) {

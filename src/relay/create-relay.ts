@@ -46,9 +46,10 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'tickets' | 'flows' | 'pending' | 'files') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins and files live 10 minutes.
+    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins
+    // and files live 10 minutes, the tickets' owner index a day.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
@@ -82,7 +83,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const deps: RelayDeps = {
     config,
     tokens,
-    tickets: createTicketStore({ keyv: store.namespace('tickets') }),
+    tickets: createTicketStore({ keyv: store.namespace('tickets'), links: sealed<string>('tickets') }),
     pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
