@@ -89,7 +89,7 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),
     pool,
-    files: createFileStore({ map: sealed<StoredFile>('files'), now }),
+    files: createFileStore({ map: sealed<StoredFile>('files'), budget: store.fileBudget, maxBytesPerTenant: config.filesMaxBytesPerTenant, now }),
     oauth: {
       fetch: oauthFetch,
       guard,
