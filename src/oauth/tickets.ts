@@ -32,7 +32,7 @@ export function createTicketStore(deps: { keyv: Keyv; links: SealedMap<string> }
   const { keyv, links } = deps
   return {
     async issue(ticket) {
-      const ownerKey = `owner:${storeKey(ticket.tenant, ticket.userId, ticket.serverId, ticket.scope ?? '')}`
+      const ownerKey = ownerKeyOf(ticket)
       const known = await links.get(ownerKey)
       if (known && (await keyv.get(ticketKey(known)))) return known
       const id = randomBytes(32).toString('base64url')
@@ -50,9 +50,22 @@ export function createTicketStore(deps: { keyv: Keyv; links: SealedMap<string> }
       const ticket = (await keyv.get(key)) as LoginTicket | undefined
       // Only the caller whose delete removed it may use it (two tabs, two replicas).
       if (!ticket || !(await keyv.delete(key))) return undefined
+      // The owner's index names a used ticket no more (the next link is a new one), unless it
+      // already names a newer one. Best effort: an index left behind names a ticket that is gone,
+      // which issue() treats as no ticket, so a failure here must not fail the sign-in.
+      const ownerKey = ownerKeyOf(ticket)
+      try {
+        if ((await links.get(ownerKey)) === id) await links.delete(ownerKey)
+      } catch {
+        // see above: harmless, and the ticket is already used up
+      }
       return ticket
     },
   }
+}
+
+function ownerKeyOf(ticket: LoginTicket): string {
+  return `owner:${storeKey(ticket.tenant, ticket.userId, ticket.serverId, ticket.scope ?? '')}`
 }
 
 function isTicketId(id: string): boolean {

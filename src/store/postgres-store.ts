@@ -8,8 +8,8 @@ import { STORE_TIMEOUT_MS } from './store-unavailable.ts'
 
 /**
  * A bound on one sweep, on its own connection: far above the 2 s of request queries, because
- * removing large rows takes long (100 expired 12 MiB files: about 9 s here under load) and no
- * request waits for it.
+ * removing large rows takes long (100 expired 12 MiB files, 2.2 GB: from 1 s to 9 s here,
+ * depending on the machine's load) and no request waits for it.
  */
 const SWEEP_TIMEOUT_MS = 5 * 60_000
 
