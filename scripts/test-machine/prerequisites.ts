@@ -1,11 +1,11 @@
 // What the test suite needs beyond `npm ci`, where it is on this machine, and the one command
-// that installs whatever is not.
+// that installs whatever is not (Chromium, when the machine has none, comes from npm: chromium.ts).
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { delimiter, dirname, join } from 'node:path'
 
 /** A regular file this user may execute (a bind-mounted /dev/null or a directory is not one). */
-function isExecutableFile(path: string): boolean {
+export function isExecutableFile(path: string): boolean {
   try {
     if (!statSync(path).isFile()) return false
     accessSync(path, constants.X_OK)
@@ -26,7 +26,10 @@ function onPath(names: string[], env: NodeJS.ProcessEnv): string | undefined {
   return undefined
 }
 
-/** Chromium for the browser tests: CHROMIUM_PATH when set, else the distribution's package. */
+/**
+ * A Chromium already on this machine: CHROMIUM_PATH when set, else the distribution's package.
+ * Without one, the browser tests use the npm package's (chromium.ts).
+ */
 export function findChromium(env: NodeJS.ProcessEnv): string | undefined {
   if (env.CHROMIUM_PATH) return isExecutableFile(env.CHROMIUM_PATH) ? env.CHROMIUM_PATH : undefined
   return ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/snap/bin/chromium'].find(isExecutableFile)
@@ -76,11 +79,21 @@ export function findPostgresBinaries(env: NodeJS.ProcessEnv): PostgresBinaries |
   return initdb && postgres ? { initdb, postgres } : undefined
 }
 
-export type Prerequisite = 'Chromium' | 'Redis server' | 'Python 3' | 'PostgreSQL'
+export type Prerequisite =
+  | 'Chromium'
+  | 'libnss3 (for Chromium)'
+  | 'libnspr4 (for Chromium)'
+  | 'libexpat1 (for Chromium)'
+  | 'Redis server'
+  | 'Python 3'
+  | 'PostgreSQL'
 
 /** Package names per distribution family (Ubuntu's chromium-browser brings the snap). */
 const PACKAGES: Record<Prerequisite, { debian: string; ubuntu: string }> = {
   Chromium: { debian: 'chromium', ubuntu: 'chromium-browser' },
+  'libnss3 (for Chromium)': { debian: 'libnss3', ubuntu: 'libnss3' },
+  'libnspr4 (for Chromium)': { debian: 'libnspr4', ubuntu: 'libnspr4' },
+  'libexpat1 (for Chromium)': { debian: 'libexpat1', ubuntu: 'libexpat1' },
   'Redis server': { debian: 'redis-server', ubuntu: 'redis-server' },
   'Python 3': { debian: 'python3', ubuntu: 'python3' },
   PostgreSQL: { debian: 'postgresql', ubuntu: 'postgresql' },

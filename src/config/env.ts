@@ -38,6 +38,8 @@ export const envSchema = z.object({
   RELAY_ENCRYPTION_KEY: optionalText,
   TOOL_LIST_CACHE_TTL_SECONDS: integer(0, 7 * 24 * 3600).default(300),
   TOOL_RESULT_INLINE_BYTES: integer(0, 16 * 1024 * 1024).default(8192),
+  // MiB of kept files per tenant at a time (DESIGN.md §3), up to 1 TiB.
+  FILES_MAX_MB_PER_TENANT: integer(1, 1024 * 1024).default(256),
   UPSTREAM_TIMEOUT_SECONDS: z.coerce.number().positive().max(3600).default(50),
   MCP_POOL_MAX_SESSIONS: integer(1, 1_000_000).default(1000),
   MCP_POOL_IDLE_SECONDS: integer(1, 7 * 24 * 3600).default(300),

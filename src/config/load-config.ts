@@ -37,6 +37,8 @@ export interface RelayConfig {
   readonly upstreamTimeoutMs: number
   /** Binary tool content larger than this (decoded bytes) is kept aside behind a /files link. */
   readonly toolResultInlineBytes: number
+  /** FILES_MAX_MB_PER_TENANT in bytes: what one tenant's kept files may hold at a time. */
+  readonly filesMaxBytesPerTenant: number
   readonly pool: { readonly maxSessions: number; readonly idleMs: number }
   readonly clientMetadataUrl: string | undefined
   readonly trustedHosts: readonly TrustedHost[]
@@ -109,6 +111,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
     toolListCacheTtlMs: env.TOOL_LIST_CACHE_TTL_SECONDS * 1000,
     upstreamTimeoutMs: Math.round(env.UPSTREAM_TIMEOUT_SECONDS * 1000),
     toolResultInlineBytes: env.TOOL_RESULT_INLINE_BYTES,
+    filesMaxBytesPerTenant: env.FILES_MAX_MB_PER_TENANT * 1024 * 1024,
     pool: Object.freeze({ maxSessions: env.MCP_POOL_MAX_SESSIONS, idleMs: env.MCP_POOL_IDLE_SECONDS * 1000 }),
     clientMetadataUrl:
       env.OAUTH_CLIENT_METADATA_URL ??

@@ -43,8 +43,10 @@ export interface ToolListCache {
 /** Per-server (or per-server-and-user) tools/list results, kept as long as each list says. */
 export function createToolListCache(deps: { keyv: Keyv; now: () => number }): ToolListCache {
   const loading = new Map<string, Promise<LoadedToolList>>()
-  // Bumped by drop(): a load that started before a drop does not write its stale list back.
-  const generation = new Map<string, number>()
+  // Loads that a drop() overtook: a load that started before a drop does not write its stale list
+  // back. Only a load in flight can be overtaken, so only those are remembered (weakly): a map of
+  // every key ever dropped grew by one entry per sign-in and reset for as long as the process ran.
+  const overtaken = new WeakSet<Promise<LoadedToolList>>()
 
   return {
     async get(key, load, options) {
@@ -66,10 +68,11 @@ export function createToolListCache(deps: { keyv: Keyv; now: () => number }): To
           return { ...(await load()), source: 'upstream' }
         }
       }
-      const startedAt = generation.get(key) ?? 0
-      const running = (async () => {
+      // Assigned before the check below runs: that comes after load() settles, at least one tick later.
+      let running!: Promise<LoadedToolList>
+      running = (async () => {
         const list = await load()
-        if (list.keepMs > 0 && (generation.get(key) ?? 0) === startedAt) {
+        if (list.keepMs > 0 && !overtaken.has(running)) {
           const stored: StoredToolList = { tools: list.tools, ttlMs: list.ttlMs, cacheScope: list.cacheScope, freshUntil: deps.now() + list.freshMs }
           await deps.keyv.set(list.key, stored, list.keepMs)
         }
@@ -79,7 +82,8 @@ export function createToolListCache(deps: { keyv: Keyv; now: () => number }): To
       return { ...(await running), source: 'upstream' }
     },
     async drop(key) {
-      generation.set(key, (generation.get(key) ?? 0) + 1)
+      const inFlight = loading.get(key)
+      if (inFlight) overtaken.add(inFlight)
       await deps.keyv.delete(key)
     },
     scopes: new Map(),

@@ -20,11 +20,13 @@ interface Item {
  * size is over `inlineBytes` is kept aside in the store and replaced by the same item without
  * its bytes but with `size_bytes`, `omitted: true` and a `url` to `GET /files/<id>`, followed by
  * a text item telling the model how to show that link. Anything else passes through untouched:
- * a 200 KB base64 chart would otherwise fill the model's context with noise.
+ * a 200 KB base64 chart would otherwise fill the model's context with noise. When the tenant's
+ * kept files already fill FILES_MAX_MB_PER_TENANT (DESIGN.md §3), the item is omitted without a
+ * link and the text says why.
  */
 export async function keepBinaryAside(
   content: unknown[],
-  deps: { files: FileStore; inlineBytes: number; publicBaseUrl: string },
+  deps: { files: FileStore; tenant: string; inlineBytes: number; publicBaseUrl: string },
 ): Promise<unknown[]> {
   if (!content.some((item) => binaryOf(item as Item) !== undefined)) return content
   const answer: unknown[] = []
@@ -43,7 +45,12 @@ export async function keepBinaryAside(
       answer.push({ type: 'text', text: `The ${kind} (${describeSize(size)}) is too large for the relay to pass on.` })
       continue
     }
-    const id = await deps.files.keep({ mimeType: binary.mimeType, data: binary.data })
+    const id = await deps.files.keep(deps.tenant, { mimeType: binary.mimeType, data: binary.data, bytes: size })
+    if (id === undefined) {
+      answer.push({ ...stripped, size_bytes: size, omitted: true })
+      answer.push({ type: 'text', text: budgetSpent(kind, binary.mimeType, size) })
+      continue
+    }
     const url = `${deps.publicBaseUrl}/files/${id}`
     answer.push({ ...stripped, size_bytes: size, omitted: true, url })
     answer.push({ type: 'text', text: linkHint(kind, binary.mimeType, size, url) })
@@ -78,6 +85,13 @@ function linkHint(kind: string, mimeType: string, size: number, url: string): st
       ? `To show it to the user, put it in your answer as a Markdown image: ![image](${url})`
       : `To give it to the user, put it in your answer as a Markdown link: [${kind}](${url})`
   return `${what} ${how} (the link works for 10 minutes).`
+}
+
+function budgetSpent(kind: string, mimeType: string, size: number): string {
+  return (
+    `The ${kind} (${mimeType || 'binary'}, ${describeSize(size)}) is not included here: the relay's space for files kept ` +
+    'for this workspace is used up for now. It frees as earlier files expire, within 10 minutes; tell the user, or call the tool again later.'
+  )
 }
 
 function describeSize(bytes: number): string {

@@ -111,6 +111,7 @@ export async function callTool(deps: RelayDeps, caller: Caller, request: Request
   const { content, structuredContent, isError } = outcome.result
   const items = await keepBinaryAside(Array.isArray(content) ? content : [], {
     files: deps.files,
+    tenant: caller.tenant,
     inlineBytes: deps.config.toolResultInlineBytes,
     publicBaseUrl: deps.config.publicBaseUrl,
   })

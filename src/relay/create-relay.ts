@@ -56,9 +56,10 @@ export async function createRelay(
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const keys = encryptionKeys(config)
   const sealer = createSealer(keys)
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files' | 'inputs') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'tickets' | 'flows' | 'pending' | 'files' | 'inputs') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins and files live 10 minutes.
+    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins
+    // and files live 10 minutes, the tickets' owner index a day.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
@@ -92,7 +93,7 @@ export async function createRelay(
   const deps: RelayDeps = {
     config,
     tokens,
-    tickets: createTicketStore({ keyv: store.namespace('tickets') }),
+    tickets: createTicketStore({ keyv: store.namespace('tickets'), links: sealed<string>('tickets') }),
     pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
@@ -101,7 +102,7 @@ export async function createRelay(
     inputs: createInputStore({ map: sealed<PendingInput>('inputs'), now }),
     outputSchemas: createOutputSchemas({ warn: (serverId, message) => logger.warn({ serverId }, message) }),
     pool,
-    files: createFileStore({ map: sealed<StoredFile>('files'), now }),
+    files: createFileStore({ map: sealed<StoredFile>('files'), budget: store.fileBudget, maxBytesPerTenant: config.filesMaxBytesPerTenant, now }),
     oauth: {
       callbackUrl: config.callbackUrl,
       fetch: oauthFetch,

@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto'
 import { resolve } from 'node:path'
 import KeyvRedis from '@keyv/redis'
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
+import { createMemoryFileBudget, createPostgresFileBudget, createRedisFileBudget, createSqliteFileBudget, type FileBudget } from './file-budget.ts'
 import { createMemoryLock, createPostgresLock, createRedisLock, createSqliteLock, type StoreLock } from './lock.ts'
 import { createPostgresBackend } from './postgres-store.ts'
 import { createRedisClient } from './redis-client.ts'
 import { memoizeDeserialize } from './parse-memo.ts'
-import { openSqliteDatabase, selectSqliteKeys, SqliteStore } from './sqlite-store.ts'
+import { openSqliteDatabase, selectSqliteKeys, SqliteStore, sweepSqliteStore } from './sqlite-store.ts'
 import { silentLogger, type StoreLogger } from './store-logger.ts'
 import { callStore, guardAdapter, STORE_TIMEOUT_MS, type StoreKind } from './store-unavailable.ts'
 import { createKeyRangeIndex, createRedisTokenIndex, selectMapKeys, type TokenIndex } from './token-index.ts'
@@ -15,6 +16,13 @@ export type { StoreKind } from './store-unavailable.ts'
 
 export const NAMESPACE_NAMES = ['tokens', 'service-tokens', 'clients', 'discovery', 'tickets', 'flows', 'pending', 'tools', 'steps', 'files', 'eras', 'inputs'] as const
 export type NamespaceName = (typeof NAMESPACE_NAMES)[number]
+
+/**
+ * How often expired entries that nobody reads again are removed (Keyv removes an expired entry only
+ * when it is read; Redis expires keys by itself). Kept files are the reason it is often: they are
+ * large, live 10 minutes, and the per-tenant budget counts them only while they live.
+ */
+export const SWEEP_EVERY_MS = 60_000
 
 /** Namespaces read on every warm call whose readers never change what they read: their parses are remembered. */
 const MEMOIZED_NAMESPACES: ReadonlySet<NamespaceName> = new Set(['discovery', 'tools'])
@@ -26,6 +34,10 @@ export interface RelayStore {
   lock: StoreLock
   /** The `tokens` namespace's keys in order (token-index.ts); the token store keeps it. */
   readonly tokenIndex: TokenIndex
+  /** What each tenant keeps in `files`, counted for FILES_MAX_MB_PER_TENANT on every replica (file-budget.ts). */
+  readonly fileBudget: FileBudget
+  /** Removes what expired and nobody read again; runs every SWEEP_EVERY_MS until close(). */
+  sweep(): Promise<void>
   /** Resolves when the backend answers; throws RelayError STORE_UNAVAILABLE otherwise, within ~2 s. */
   ping(): Promise<void>
   close(): Promise<void>
@@ -66,21 +78,39 @@ interface Backend {
   lock: StoreLock
   /** The index of `${keyPrefix}/tokens`; `keyv` is that namespace's Keyv (the memory store lists its Map). */
   tokenIndex(keyPrefix: string, keyv: () => Keyv): TokenIndex
+  fileBudget(keyPrefix: string): FileBudget
+  /** Removes the entries expired at `now` that the backend does not expire by itself. */
+  sweep(now: number): Promise<void>
   ping(): Promise<void>
   close(): Promise<void>
 }
 
 async function openBackend(url: string, kind: StoreKind, path: string | undefined, lockPrefix: string, logger: StoreLogger): Promise<Backend> {
   switch (kind) {
-    case 'memory':
+    case 'memory': {
+      const maps: Array<Map<string, unknown>> = []
+      const budget = createMemoryFileBudget()
       return {
-        createAdapter: () => new Map<string, unknown>(),
+        createAdapter: () => {
+          const map = new Map<string, unknown>()
+          maps.push(map)
+          return map
+        },
         adapterPrefixesKeys: false,
         lock: createMemoryLock(),
         tokenIndex: (keyPrefix, keyv) => createKeyRangeIndex(`${keyPrefix}/tokens`, selectMapKeys(() => keyv().store as Map<string, unknown>)),
+        fileBudget: () => budget,
+        sweep: async (now) => {
+          for (const map of maps) {
+            for (const [key, value] of map) {
+              if (expiryOf(value) <= now) map.delete(key)
+            }
+          }
+        },
         ping: async () => undefined,
         close: async () => undefined,
       }
+    }
     case 'sqlite': {
       const db = openSqliteDatabase(path!)
       const lock = createSqliteLock(db, lockPrefix)
@@ -98,6 +128,8 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
           const select = selectSqliteKeys(db)
           return createKeyRangeIndex(`${keyPrefix}/tokens`, (...range) => callStore(kind, () => select(...range)))
         },
+        fileBudget: (keyPrefix) => createSqliteFileBudget(db, `${keyPrefix}/`),
+        sweep: (now) => sweepSqliteStore(db, now),
         ping: () => callStore(kind, () => void probe.run(`${lockPrefix}readiness`, randomUUID())),
         close: async () => {
           if (db.isOpen) db.close()
@@ -131,6 +163,9 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
         adapterPrefixesKeys: true,
         lock: createRedisLock(client, lockPrefix),
         tokenIndex: (keyPrefix) => createRedisTokenIndex(client, `${keyPrefix}/tokens`, `${keyPrefix}/index:tokens`),
+        fileBudget: (keyPrefix) => createRedisFileBudget(client, `${keyPrefix}/files-budget:`),
+        // Keys carry their TTL (@keyv/redis sets PX): Redis removes them itself.
+        sweep: async () => undefined,
         ping: () => callStore(kind, async () => void (await client.ping())),
         close: async () => {
           closed = true
@@ -146,11 +181,22 @@ async function openBackend(url: string, kind: StoreKind, path: string | undefine
         adapterPrefixesKeys: false,
         lock: createPostgresLock(backend.query, lockPrefix),
         tokenIndex: (keyPrefix) => createKeyRangeIndex(`${keyPrefix}/tokens`, (...range) => callStore(kind, () => backend.selectKeys(...range))),
+        fileBudget: (keyPrefix) => createPostgresFileBudget(backend, `${keyPrefix}/`),
+        sweep: () => backend.sweepExpired(),
         ping: () => callStore(kind, backend.ping),
         close: backend.close,
       }
     }
   }
+}
+
+/**
+ * The expiry Keyv serialized at the end of a memory entry (`{"value":…,"expires":<ms>}`), read from
+ * its last characters only: an entry can be a kept file of several MiB. Infinity when it has none.
+ */
+function expiryOf(entry: unknown): number {
+  const tail = typeof entry === 'string' ? /"expires":(\d+)\}$/.exec(entry.slice(-40)) : null
+  return tail ? Number(tail[1]) : Infinity
 }
 
 /**
@@ -186,13 +232,35 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     return keyv
   }
 
+  const fileBudget = backend.fileBudget(keyPrefix)
+  let sweeping: Promise<void> | undefined
+  const sweep = () =>
+    (sweeping ??= (async () => {
+      const now = Date.now()
+      await backend.sweep(now)
+      await fileBudget.sweep(now)
+    })().finally(() => (sweeping = undefined)))
+  const sweeper = setInterval(() => {
+    sweep().catch((error: unknown) => logger.warn({ kind, err: error }, 'expired entries sweep failed'))
+  }, SWEEP_EVERY_MS)
+  sweeper.unref()
+
   let closing: Promise<void> | undefined
   return {
     kind,
     namespace,
     lock: backend.lock,
     tokenIndex: backend.tokenIndex(keyPrefix, () => namespace('tokens')),
+    fileBudget,
+    sweep,
     ping: backend.ping,
-    close: () => (closing ??= backend.close()),
+    close: () =>
+      (closing ??= (async () => {
+        clearInterval(sweeper)
+        // A sweep under way finishes before the backend it uses goes away; its failure is for
+        // whoever started it to report (the interval above logs its own).
+        await sweeping?.catch(() => undefined)
+        await backend.close()
+      })()),
   }
 }

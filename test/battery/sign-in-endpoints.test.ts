@@ -6,10 +6,10 @@ import { chromium, type Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { BROWSER_COOKIE } from '../../src/http/browser-binding.ts'
+import { chromiumLaunchOptions } from '../browser/chromium.ts'
 import { cookieValue, createCookieJar, findConfirmationToken, followToCallback, pressContinue, type CookieJar } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { OTHER_TENANT_KEY, startRelay, type TestRelay } from '../support/relay.ts'
-import { CHROMIUM_PATH } from '../support/services.ts'
 import { answeredByStatus, createTally, sendChecked, signIn, whoami } from './harness.ts'
 
 let as: AuthorizationServer
@@ -322,11 +322,7 @@ describe('error= and error_description= with HTML and script payloads, in headle
   ]
 
   it('escapes every payload, sends CSP, runs no script and loads nothing', async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM_PATH,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      timeout: 15_000,
-    })
+    browser = await chromium.launch({ ...(await chromiumLaunchOptions()), timeout: 15_000 })
     const context = await browser.newContext({ javaScriptEnabled: true })
     const relayHost = new URL(relay.url).hostname
     const page = await context.newPage()

@@ -1,12 +1,18 @@
-// Headless Chromium for the browser tests: Debian's package at /usr/bin/chromium (or
-// CHROMIUM_PATH), driven by playwright-core (which never downloads a browser of its own). A
-// missing binary fails the test that needs it; nothing is skipped (`npm test` checks first).
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+// Headless Chromium for the browser tests, driven by playwright-core (which never downloads a
+// browser of its own): CHROMIUM_PATH, else the distribution's package, else the one inside the
+// @sparticuz/chromium dev dependency (scripts/test-machine/chromium.ts; `npm test` finds it once
+// and hands it over in CHROMIUM_PATH). Without any, the test that needs it fails with the line
+// `npm test` would print; nothing is skipped.
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type BrowserContext } from 'playwright-core'
-import { CHROMIUM_PATH } from '../support/services.ts'
+import { findChromiumForTests } from '../../scripts/test-machine/chromium.ts'
+import { missingLine } from '../../scripts/test-machine/prerequisites.ts'
 
+// The same flags for every Chromium, the npm package's included: its own `args` are for serverless
+// hosts and turn off web security and site isolation, which the browser tests rely on; these run it
+// headless here as they run the distribution's.
 const ARGS = [
   '--headless',
   '--no-sandbox',
@@ -23,17 +29,25 @@ export interface Chromium {
   close(): Promise<void>
 }
 
+let found: Promise<string> | undefined
+
+/** What to launch Chromium with, found once per test process. */
+export async function chromiumLaunchOptions(): Promise<{ executablePath: string; args: string[] }> {
+  found ??= findChromiumForTests(process.env).then((lookup) => {
+    if (lookup.kind === 'found') return lookup.path
+    throw new Error(lookup.kind === 'refused' ? lookup.line : missingLine(lookup.missing, { root: process.getuid?.() === 0 }))
+  })
+  return { executablePath: await found, args: ARGS }
+}
+
 /** A fresh profile (its own user-data dir, removed on close) in a headless Chromium. */
 export async function launchChromium(options: { viewport?: { width: number; height: number } } = {}): Promise<Chromium> {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(`${CHROMIUM_PATH} is missing: install Debian's chromium package (apt-get install -y chromium)`)
-  }
+  const launch = await chromiumLaunchOptions()
   const userDataDir = mkdtempSync(join(tmpdir(), 'relay-chromium-'))
   try {
     const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM_PATH,
+      ...launch,
       headless: true,
-      args: ARGS,
       timeout: 30_000,
       viewport: options.viewport ?? { width: 800, height: 560 },
       deviceScaleFactor: 1,

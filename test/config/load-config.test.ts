@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       toolListCacheTtlMs: 300_000,
       upstreamTimeoutMs: 50_000,
       toolResultInlineBytes: 8192,
+      filesMaxBytesPerTenant: 256 * 1024 * 1024,
       pool: { maxSessions: 1000, idleMs: 300_000 },
       clientMetadataUrl: undefined,
       logLevel: 'info',
@@ -80,6 +81,14 @@ describe('loadConfig', () => {
     expect(load({ TOOL_RESULT_INLINE_BYTES: '65536' }).toolResultInlineBytes).toBe(65536)
     for (const bad of ['-1', '1.5', 'lots', String(16 * 1024 * 1024 + 1)]) {
       expect(() => load({ TOOL_RESULT_INLINE_BYTES: bad }), bad).toThrow(/^TOOL_RESULT_INLINE_BYTES: /)
+    }
+  })
+
+  it('reads FILES_MAX_MB_PER_TENANT as MiB from 1 to 1 TiB, naming the variable in one line otherwise', () => {
+    expect(load({ FILES_MAX_MB_PER_TENANT: '1' }).filesMaxBytesPerTenant).toBe(1024 * 1024)
+    expect(load({ FILES_MAX_MB_PER_TENANT: ' 1024 ' }).filesMaxBytesPerTenant).toBe(1024 ** 3)
+    for (const bad of ['0', '-5', '2.5', '256MB', String(1024 * 1024 + 1)]) {
+      expect(() => load({ FILES_MAX_MB_PER_TENANT: bad }), bad).toThrow(/^FILES_MAX_MB_PER_TENANT: [^\n]+$/)
     }
   })
 

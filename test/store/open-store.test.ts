@@ -1,12 +1,15 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { DatabaseSync } from 'node:sqlite'
+import { createClient } from '@keyv/redis'
+import pg from 'pg'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { isRelayError } from '../../src/errors.ts'
 import { storeKey } from '../../src/store/keys.ts'
-import { openStore, parseStoreUrl, type RelayStore } from '../../src/store/open-store.ts'
+import { openStore, parseStoreUrl, SWEEP_EVERY_MS, type RelayStore } from '../../src/store/open-store.ts'
 import { waitUntil } from '../battery/harness.ts'
-import { BACKENDS, cleanUp, removeSqliteDirs, uniquePrefix } from './backends.ts'
+import { BACKENDS, cleanUp, POSTGRES_URL, REDIS_URL, removeSqliteDirs, uniquePrefix } from './backends.ts'
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms))
 
@@ -15,13 +18,50 @@ afterAll(removeSqliteDirs)
 describe.each(BACKENDS)('$kind store', ({ kind, url }) => {
   let store: RelayStore
   let prefix: string
+  let at: string
   let cleaned = false
 
   async function open(): Promise<RelayStore> {
     prefix = uniquePrefix()
     cleaned = false
-    store = await openStore(url(), { keyPrefix: prefix })
+    at = url()
+    store = await openStore(at, { keyPrefix: prefix })
     return store
+  }
+
+  /** The keys of the `files` namespace as the backend holds them, expired or not: what a sweep must remove. */
+  async function storedFileKeys(): Promise<string[]> {
+    const namespace = `${prefix}/files`
+    switch (kind) {
+      case 'memory':
+        return [...(store.namespace('files').store as Map<string, unknown>).keys()]
+      case 'sqlite': {
+        const db = new DatabaseSync(at.slice('sqlite://'.length), { readOnly: true })
+        try {
+          return db.prepare('SELECT key FROM relay_kv WHERE key LIKE ?').all(`${namespace}:%`).map((row) => row.key as string)
+        } finally {
+          db.close()
+        }
+      }
+      case 'redis': {
+        const client = createClient({ url: REDIS_URL })
+        await client.connect()
+        try {
+          return await client.keys(`${namespace}:*`)
+        } finally {
+          await client.close()
+        }
+      }
+      case 'postgres': {
+        const client = new pg.Client({ connectionString: POSTGRES_URL })
+        await client.connect()
+        try {
+          return (await client.query<{ key: string }>('SELECT key FROM relay_kv WHERE key LIKE $1', [`${namespace}:%`])).rows.map((row) => row.key)
+        } finally {
+          await client.end()
+        }
+      }
+    }
   }
 
   afterEach(async () => {
@@ -74,6 +114,28 @@ describe.each(BACKENDS)('$kind store', ({ kind, url }) => {
     await waitUntil(async () => (await tickets.get('short')) === undefined, 8000, 'the short ticket to expire')
     expect(await tickets.get('long')).toBe('v')
     expect(await tickets.get('forever')).toBe('v')
+  })
+
+  it('removes entries that expired unread, by itself every SWEEP_EVERY_MS, large ones too; live ones stay', async () => {
+    // Only the sweep's interval is faked: everything else (the backend's I/O, Keyv's clock) is real.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] })
+    try {
+      await open()
+      const files = store.namespace('files')
+      await files.set('expired-file', 'x'.repeat(4 * 1024 * 1024), 300)
+      await files.set('expired-small', 'x', 300)
+      const expiredBy = Date.now() + 300
+      await files.set('live-file', 'y', 60_000)
+      await waitUntil(() => Date.now() > expiredBy, 5000, 'the entries to expire')
+      // Redis removes expired keys by itself; the other backends keep them until swept.
+      if (kind !== 'redis') expect((await storedFileKeys()).filter((key) => key.includes('expired'))).toHaveLength(2)
+      vi.advanceTimersByTime(SWEEP_EVERY_MS)
+      await waitUntil(async () => !(await storedFileKeys()).some((key) => key.includes('expired')), 10_000, 'the sweep')
+      expect((await storedFileKeys()).filter((key) => key.includes('live-file'))).toHaveLength(1)
+      expect(await files.get('live-file')).toBe('y')
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('lets exactly one of several concurrent deletes of a key return true', async () => {

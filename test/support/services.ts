@@ -22,8 +22,5 @@ export function postgresUrl(change: { database?: string; port?: number }): strin
   return url.href
 }
 
-/** Headless Chromium (Debian's package by default). */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-
 /** The redis-server program, for tests that start and kill servers of their own. */
 export const REDIS_SERVER = process.env.RELAY_TEST_REDIS_SERVER ?? 'redis-server'
