@@ -15,21 +15,24 @@ import { startAnsweringServer, type AnsweringServer } from '../peers/answering-s
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { pressContinue, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { startModernUpstream, type ModernUpstream } from '../peers/modern-upstream.ts'
 import { isolatedStore, type IsolatedStore } from '../support/isolated-stores.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
 let as: AuthorizationServer
 let docs: McpUpstream
 let files: AnsweringServer
+let modern: ModernUpstream
 
 beforeAll(async () => {
   as = await startAuthorizationServer()
   docs = await startMcpUpstream({ auth: { issuer: as.issuer } })
   files = await startAnsweringServer()
+  modern = await startModernUpstream()
 })
 
 afterAll(async () => {
-  await Promise.all([docs?.close(), files?.close(), as?.close()])
+  await Promise.all([docs?.close(), files?.close(), as?.close(), modern?.close()])
 })
 
 const idOf = (url: string) => url.slice(url.lastIndexOf('/') + 1)
@@ -66,6 +69,10 @@ async function leaveEverythingInTheStore(relay: TestRelay, moveClock: (ms: numbe
   // A kept file.
   const kept = await relay.post('/tools/call-tool', { user_id: 'copy-alice', tool_ref: 'files::binary', input: { kind: 'image', size: 20_000, mimeType: 'image/png' } })
   handedOut.set(idOf(kept.body.result.content[1].url), 'file id')
+  // A call waiting for the user's answer (MCP 2026-07-28 input_required): its input_ref.
+  const asked = await relay.post('/tools/call-tool', { user_id: 'copy-alice', tool_ref: 'modern::greet', input: {} })
+  expect(asked.body.error_code).toBe('USER_INPUT_REQUIRED')
+  handedOut.set(asked.body.input_ref, 'input ref')
   return handedOut
 }
 
@@ -122,13 +129,14 @@ async function copyOf(store: IsolatedStore): Promise<Buffer> {
 }
 
 describe('a copy of the store holds no id and no secret', () => {
-  it.each(['sqlite', 'redis', 'postgres'] as const)('%s: no login ticket, state, code, verifier, token, client secret or file id in any key or value', async (kind) => {
+  it.each(['sqlite', 'redis', 'postgres'] as const)('%s: no login ticket, state, code, verifier, token, client secret, file id or input ref in any key or value', async (kind) => {
     const store = await isolatedStore(kind)
     let clockOffsetMs = 0
     const relay = await startRelay({
       servers: [
         { server_id: 'docs', description: 'Docs', mcp_url: docs.url },
         { server_id: 'files', description: 'Files', mcp_url: files.url },
+        { server_id: 'modern', description: 'A 2026-07-28 server', mcp_url: modern.url },
       ],
       env: {
         STORE_URL: store.url,
@@ -143,7 +151,7 @@ describe('a copy of the store holds no id and no secret', () => {
       const secrets = await leaveEverythingInTheStore(relay, (ms) => (clockOffsetMs += ms))
       for (const { kind: what, value } of as.issuedSecrets) secrets.set(value, what)
       const kinds = new Set(secrets.values())
-      for (const expected of ['state', 'code', 'code_verifier', 'access_token', 'refresh_token', 'client_secret', 'registration_access_token', 'file id', 'login ticket of copy-carol', 'state of a waiting flow']) {
+      for (const expected of ['state', 'code', 'code_verifier', 'access_token', 'refresh_token', 'client_secret', 'registration_access_token', 'file id', 'input ref', 'login ticket of copy-carol', 'state of a waiting flow']) {
         expect(kinds, `the run produced a ${expected}`).toContain(expected)
       }
 
