@@ -1,9 +1,10 @@
 import * as oidc from 'openid-client'
-import type { ServerConfig } from '../config/load-config.ts'
+import type { DpopMode, ServerConfig } from '../config/load-config.ts'
 import type { FlowStore } from '../store/flows.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { createClientConfiguration } from './client-config.ts'
-import type { ServerAuth } from './discovery.ts'
+import { DiscoveryError, type ServerAuth } from './discovery.ts'
+import { dpopOptions, newGrantKey } from './dpop.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import { toUpstreamToken } from './tokens-from-response.ts'
@@ -86,7 +87,7 @@ export async function finishSignIn(
   deps: SignInDeps,
   callbackQuery: URLSearchParams,
   browserHash: string | undefined,
-  findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration } | undefined>,
+  findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration; dpop: DpopMode } | undefined>,
 ): Promise<FinishSignInResult> {
   const state = callbackQuery.get('state')
   if (!state) return { kind: 'failed', status: 400, message: 'This page needs the sign-in response from the authorization server (state is missing).' }
@@ -124,11 +125,14 @@ export async function finishSignIn(
   const currentUrl = new URL(flow.redirectUri)
   currentUrl.search = callbackQuery.toString()
   try {
+    // RFC 9449 §5: a DPoP-bound grant, with a key pair of its own, where the server offers it.
+    const dpopKey = await newGrantKey(server.dpop, server.auth.metadata)
     const response = await oidc.authorizationCodeGrant(
       config,
       currentUrl,
       { pkceCodeVerifier: flow.codeVerifier, expectedState: state, idTokenExpected: false },
       { resource: flow.resource },
+      await dpopOptions(config, dpopKey),
     )
     const token = toUpstreamToken(response, {
       issuer: flow.issuer,
@@ -136,9 +140,11 @@ export async function finishSignIn(
       resource: flow.resource,
       requestedScope: flow.scope,
       now: deps.now(),
+      dpopKey,
     })
     return { kind: 'token', owner, serverId: flow.serverId, token }
   } catch (error) {
+    if (error instanceof DiscoveryError) return { kind: 'failed', status: 400, owner, message: `Sign-in could not be completed: ${error.message}` }
     const failure = describeOAuthFailure(error, 'Sign-in could not be completed')
     return { kind: 'failed', status: failure.transient ? 502 : 400, owner, message: failure.message, oauthError: failure.oauthError }
   }

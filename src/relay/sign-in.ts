@@ -67,7 +67,7 @@ export async function startSignIn(deps: RelayDeps, ticketId: string, browser: Br
 export async function completeSignIn(deps: RelayDeps, callbackUrl: URL, browserHash: string | undefined): Promise<CompleteSignInResult> {
   const result = await finishSignIn(deps.oauth, callbackUrl.searchParams, browserHash, async (serverId) => {
     const server = deps.config.servers.get(serverId)
-    return server ? resolveServerAuth(deps, server) : undefined
+    return server ? { ...(await resolveServerAuth(deps, server)), dpop: server.dpop } : undefined
   })
   if (result.kind === 'failed') {
     const server = result.owner && deps.config.servers.get(result.owner.serverId)

@@ -5,6 +5,7 @@ import type { ServerConfig } from '../config/load-config.ts'
 import { isRelayError } from '../errors.ts'
 import { connectUpstream, isSessionLost } from '../mcp/connect.ts'
 import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
+import { createDpopKeyring, withDpop } from '../oauth/dpop.ts'
 import { findRefusal } from '../oauth/url-guard.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { poolKey, timeoutFor, toolCacheKey, type RelayDeps } from './deps.ts'
@@ -33,6 +34,9 @@ function currentToken(session: () => string | undefined): string | undefined {
 
 /** Renewals one call may make: a refresh, then a token another request stored meanwhile (twice at most). */
 const MAX_RENEWALS = 3
+
+/** The keys of DPoP-bound tokens in use (RFC 9449), for the requests of the sessions that send them. */
+const dpopKeys = createDpopKeyring(10_000)
 
 /** The way `server` authorizes its callers: each user's sign-in, or its service account. */
 export function tokenSourceFor(server: ServerConfig): TokenSource {
@@ -72,6 +76,7 @@ export async function withUpstream<T>(
   let renewals = 0
   for (;;) {
     try {
+      if (token) dpopKeys.remember(token)
       const call = { accessToken: token?.accessToken, ended: false }
       const value = await callToken
         .run(call, () =>
@@ -115,7 +120,15 @@ function openSession(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, t
   return (accessToken: () => string | undefined, onClose: () => void) =>
     connectUpstream({
       url: server.mcpUrl,
-      fetch: createUpstreamFetch({ accessToken: () => currentToken(accessToken), maxResponseBytes: deps.maxUpstreamResponseBytes, fetch: deps.upstreamFetch }),
+      fetch: createUpstreamFetch({
+        accessToken: () => currentToken(accessToken),
+        presentWith: (token, fetch) => {
+          const signer = dpopKeys.signerFor(token)
+          return signer && withDpop(fetch, signer, token)
+        },
+        maxResponseBytes: deps.maxUpstreamResponseBytes,
+        fetch: deps.upstreamFetch,
+      }),
       timeoutMs,
       onClose,
       onToolsChanged: () => {
