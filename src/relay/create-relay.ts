@@ -10,6 +10,7 @@ import { createTicketStore } from '../oauth/tickets.ts'
 import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
 import { createFileStore, type StoredFile } from '../store/files.ts'
 import { createFlowStore, type SignInFlow } from '../store/flows.ts'
+import { createIdentityStore, type ProviderIdentity } from '../store/identities.ts'
 import { createPendingSignInStore, type PendingSignIn } from '../store/pending-sign-ins.ts'
 import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
 import { openStore, parseStoreUrl } from '../store/open-store.ts'
@@ -46,17 +47,19 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
   const metrics = options.metrics ?? noMetrics
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const sealer = createSealer(encryptionKeys(config))
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'flows' | 'pending' | 'files' | 'identities' | 'pending-identities') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins and files live 10 minutes.
+    // does not lose them (sealed-map.ts). Tokens and identities move at their next refresh; flows, pending sign-ins and files live 10 minutes.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
     trustedHosts: config.trustedHosts,
     // The operator's own URLs are trusted: each mcp_url's host, and configured OAuth endpoints.
-    configuredUrls: [...config.servers.values()].flatMap((server) =>
-      [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl].filter((url): url is string => Boolean(url)),
-    ),
+    configuredUrls: [
+      ...[...config.servers.values()].flatMap((server) => [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl]),
+      config.identityProvider?.issuer,
+      config.identityProvider?.tokenEndpoint,
+    ].filter((url): url is string => Boolean(url)),
     ...(options.lookup ? { lookup: options.lookup } : {}),
   })
   const timeoutMs = config.upstreamTimeoutMs
@@ -84,6 +87,8 @@ export async function createRelay(config: RelayConfig, options: CreateRelayOptio
     tokens,
     tickets: createTicketStore({ keyv: store.namespace('tickets') }),
     pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
+    identities: createIdentityStore({ map: sealed<ProviderIdentity>('identities') }),
+    pendingIdentities: createPendingSignInStore({ map: sealed<PendingSignIn<ProviderIdentity>>('pending-identities'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), ttlMs: config.toolListCacheTtlMs }),

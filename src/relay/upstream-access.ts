@@ -14,6 +14,8 @@ import type { NoToken, TokenSource } from './token-source.ts'
 import type { Caller } from './types.ts'
 import { cleanMcpMessage } from './user-action.ts'
 import { userSignIn } from './user-sign-in.ts'
+import { enterprise } from './enterprise.ts'
+import { workloadIdentity } from './workload-identity.ts'
 
 export type Access<T> = { kind: 'ok'; value: T; authorized: boolean } | NoToken
 
@@ -38,9 +40,9 @@ const MAX_RENEWALS = 3
 /** The keys of DPoP-bound tokens in use (RFC 9449), for the requests of the sessions that send them. */
 const dpopKeys = createDpopKeyring(10_000)
 
-/** The way `server` authorizes its callers: each user's sign-in, or its service account. */
+/** The way `server` authorizes its callers: each user's sign-in, its service account, the user's enterprise identity, or its workload identity. */
 export function tokenSourceFor(server: ServerConfig): TokenSource {
-  return server.grantType === 'client_credentials' ? serviceAccount : userSignIn
+  return { client_credentials: serviceAccount, workload_identity: workloadIdentity, enterprise: enterprise, authorization_code: userSignIn }[server.grantType]
 }
 
 /**

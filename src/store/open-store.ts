@@ -13,7 +13,7 @@ import { createKeyRangeIndex, createRedisTokenIndex, selectMapKeys, type TokenIn
 
 export type { StoreKind } from './store-unavailable.ts'
 
-export const NAMESPACE_NAMES = ['tokens', 'service-tokens', 'clients', 'discovery', 'tickets', 'flows', 'pending', 'tools', 'steps', 'files'] as const
+export const NAMESPACE_NAMES = ['tokens', 'service-tokens', 'clients', 'discovery', 'tickets', 'flows', 'pending', 'tools', 'steps', 'files', 'identities', 'pending-identities'] as const
 export type NamespaceName = (typeof NAMESPACE_NAMES)[number]
 
 /** Namespaces read on every warm call whose readers never change what they read: their parses are remembered. */

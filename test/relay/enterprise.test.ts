@@ -1,0 +1,161 @@
+// Enterprise-managed authorization (SEP-990, grant_type "enterprise") through the relay's routes,
+// against real peers: an identity provider (oidc-provider: OpenID Connect sign-in, refresh, RFC
+// 7009 revocation, and RFC 8693 token exchange issuing ID-JAGs), and for each MCP server an
+// authorization server (oidc-provider) that redeems ID-JAGs with the JWT bearer grant (one of
+// them issuing DPoP-bound tokens) and an SDK MCP server that says whose token it got.
+import { randomUUID } from 'node:crypto'
+import { importJWK, SignJWT } from 'jose'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { getSigningKey, startAuthorizationServer, type AuthorizationServer, type ClientMetadata } from '../peers/authorization-server.ts'
+import { signInThroughBrowser } from '../peers/browser.ts'
+import { idJagIssuer, JWT_BEARER, jwtBearerGrant, TOKEN_EXCHANGE, type IdJagIssuer, type JwtBearerGrant } from '../peers/extension-grants.ts'
+import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { freePort } from '../support/free-port.ts'
+import { startRelay, type TestRelay } from '../support/relay.ts'
+
+const IDP_SECRET = `idp-${randomUUID()}`
+const CRM_SECRET = `crm-${randomUUID()}`
+const DOCS_SECRET = `docs-${randomUUID()}`
+
+const jwtBearerClient = (clientId: string, secret: string): ClientMetadata => ({
+  client_id: clientId,
+  client_secret: secret,
+  grant_types: [JWT_BEARER],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'client_secret_basic',
+})
+
+let idp: AuthorizationServer
+let idJags: IdJagIssuer
+let crmAs: AuthorizationServer
+let docsAs: AuthorizationServer
+let crmGrant: JwtBearerGrant
+let docsGrant: JwtBearerGrant
+let crm: McpUpstream
+let docs: McpUpstream
+let relay: TestRelay
+let relayPort: number
+/** How far the relay's clock runs ahead of the real one: moved forward to make tokens look expired. */
+let clockOffsetMs = 0
+
+beforeAll(async () => {
+  relayPort = await freePort()
+  const trustedIdps: string[] = []
+  crmGrant = jwtBearerGrant({ idJagIssuers: trustedIdps })
+  docsGrant = jwtBearerGrant({ idJagIssuers: trustedIdps })
+  ;[crmAs, docsAs] = await Promise.all([
+    startAuthorizationServer({ clients: [jwtBearerClient('relay-at-crm', CRM_SECRET)], extend: crmGrant.extend, dpop: {} }),
+    startAuthorizationServer({ clients: [jwtBearerClient('relay-at-docs', DOCS_SECRET)], extend: docsGrant.extend }),
+  ])
+  idJags = idJagIssuer({ clientIds: { [crmAs.issuer]: 'relay-at-crm', [docsAs.issuer]: 'relay-at-docs' } })
+  idp = await startAuthorizationServer({
+    extend: idJags.extend,
+    clients: [{
+      client_id: 'relay-at-idp',
+      client_secret: IDP_SECRET,
+      grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
+      response_types: ['code'],
+      redirect_uris: [`http://127.0.0.1:${relayPort}/oauth/callback`],
+    }],
+  })
+  trustedIdps.push(idp.issuer)
+  ;[crm, docs] = await Promise.all([startMcpUpstream({ auth: { issuer: crmAs.issuer } }), startMcpUpstream({ auth: { issuer: docsAs.issuer } })])
+  relay = await startEnterpriseRelay({})
+})
+
+afterAll(async () => {
+  await relay?.close()
+  await Promise.allSettled([crm, docs, crmAs, docsAs, idp].map((peer) => peer?.close()))
+})
+
+async function startEnterpriseRelay(env: Record<string, string>, port = relayPort): Promise<TestRelay> {
+  return startRelay({
+    servers: [
+      { server_id: 'crm', description: 'CRM', mcp_url: crm.url, grant_type: 'enterprise', client_id: 'relay-at-crm', client_secret: CRM_SECRET },
+      { server_id: 'docs', description: 'Docs', mcp_url: docs.url, grant_type: 'enterprise', client_id: 'relay-at-docs', client_secret: DOCS_SECRET },
+    ],
+    identityProvider: { issuer: idp.issuer, client_id: 'relay-at-idp', client_secret: IDP_SECRET, scope: 'openid offline_access' },
+    env: { PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, OAUTH_TRUSTED_HOSTS: [crmAs, docsAs].map((as) => new URL(as.url).host).join(','), ...env },
+    now: () => Date.now() + clockOffsetMs,
+  })
+}
+
+async function whoami(target: TestRelay, userId: string, serverId: string) {
+  const answer = await target.post('/tools/call-tool', { user_id: userId, tool_ref: `${serverId}::whoami`, input: {} })
+  expect(answer.status).toBe(200)
+  return answer.body
+}
+
+/** An ID token as the identity provider issues it to the relay's client (signed with the provider's key). */
+async function idTokenFor(subject: string, claims: Record<string, unknown> = {}): Promise<string> {
+  const key = await getSigningKey()
+  return new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: 'RS256', kid: String(key.kid) })
+    .setIssuer(idp.issuer)
+    .setSubject(subject)
+    .setAudience('relay-at-idp')
+    .setIssuedAt()
+    .setExpirationTime('10m')
+    .sign(await importJWK(key, 'RS256'))
+}
+
+describe('enterprise-managed authorization', () => {
+  it('takes one sign-in at the identity provider for every enterprise server, then exchanges it per server', async () => {
+    const before = await relay.post('/tools/auth-status', { user_id: 'alice' })
+    expect(before.body.servers.map((entry: { status: string }) => entry.status)).toEqual(['need_auth', 'need_auth'])
+    const [crmEntry, docsEntry] = before.body.servers
+    expect(crmEntry.login_url).toBe(docsEntry.login_url)
+
+    const page = await signInThroughBrowser(crmEntry.login_url, 'alice')
+    expect(page.status).toBe(200)
+    expect(page.html).toContain('CRM, Docs')
+
+    const exchangesBefore = idJags.exchanges.length
+    const status = await relay.post('/tools/auth-status', { user_id: 'alice' })
+    expect(status.body.servers).toEqual([
+      expect.objectContaining({ server_id: 'crm', status: 'authorized', auth: 'enterprise' }),
+      expect.objectContaining({ server_id: 'docs', status: 'authorized', auth: 'enterprise' }),
+    ])
+    // SEP-990: audience the server's authorization server, resource the server.
+    expect(idJags.exchanges.slice(exchangesBefore).map(({ audience, resource, subject, ok }) => ({ audience, resource, subject, ok })).sort((a, b) => a.audience!.localeCompare(b.audience!))).toEqual(
+      [
+        { audience: crmAs.issuer, resource: crm.url, subject: 'alice', ok: true },
+        { audience: docsAs.issuer, resource: docs.url, subject: 'alice', ok: true },
+      ].sort((a, b) => a.audience.localeCompare(b.audience)),
+    )
+    expect(crmGrant.assertions.at(-1)).toMatchObject({ kind: 'id-jag', subject: 'alice', clientId: 'relay-at-crm', dpop: true, ok: true })
+    expect(docsGrant.assertions.at(-1)).toMatchObject({ kind: 'id-jag', subject: 'alice', clientId: 'relay-at-docs', ok: true })
+
+    const listed = await relay.post('/tools/list-tools', { user_id: 'alice' })
+    expect(listed.body.auth_required).toEqual([])
+    expect(listed.body.tools.map((tool: { tool_ref: string }) => tool.tool_ref)).toEqual(expect.arrayContaining(['crm::whoami', 'docs::whoami']))
+    expect((await whoami(relay, 'alice', 'crm')).result.structuredContent.sub).toBe('alice')
+    expect((await whoami(relay, 'alice', 'docs')).result.structuredContent.sub).toBe('alice')
+    // The CRM's authorization server offers DPoP: its token is bound, and presented with proofs.
+    expect((await relay.deps.tokens.get({ tenant: 'default', userId: 'alice', serverId: 'crm' }))?.tokenType).toBe('DPoP')
+    expect(crm.counters.dpopRequests).toBeGreaterThan(0)
+  })
+
+  it('answers a refused exchange as that server\'s error, in the provider\'s words, never with a login link', async () => {
+    const page = await signInThroughBrowser((await relay.post('/tools/auth-status', { user_id: 'bob' })).body.servers[0].login_url, 'bob')
+    expect(page.status).toBe(200)
+    idJags.refuse(({ audience }) => (audience === docsAs.issuer ? { error: 'access_denied', description: 'bob is not assigned to the Docs application' } : undefined))
+    try {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const status = await relay.post('/tools/auth-status', { user_id: 'bob' })
+        expect(status.body.servers[0]).toMatchObject({ server_id: 'crm', status: 'authorized' })
+        expect(status.body.servers[1]).toMatchObject({ server_id: 'docs', status: 'error' })
+        expect(status.body.servers[1].message).toContain('bob is not assigned to the Docs application')
+        expect(status.body.servers[1].message).toContain('access_denied')
+        expect(status.body.servers[1].login_url).toBeUndefined()
+      }
+      const call = await whoami(relay, 'bob', 'docs')
+      expect(call).toMatchObject({ ok: false, error_code: 'UPSTREAM_ERROR' })
+      expect(call.message).toContain('bob is not assigned')
+    } finally {
+      idJags.refuse(undefined)
+    }
+    expect((await whoami(relay, 'bob', 'docs')).result.structuredContent.sub).toBe('bob')
+  })
+})
