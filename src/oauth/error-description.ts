@@ -16,3 +16,8 @@ export function serverWords(error: unknown, secrets: readonly string[] = []): st
   words = words.replace(/[^\x20-\x7e]/g, ' ').replace(/\s+/g, ' ').trim()
   return words.length > MAX_WORDS ? `${words.slice(0, MAX_WORDS)}…` : words
 }
+
+/** `text` as a sentence: a full stop at its end unless it has one (a server's words often do). */
+export function asSentence(text: string): string {
+  return /[.!?…]$/.test(text) ? text : `${text}.`
+}

@@ -1,7 +1,7 @@
 import type { ServerConfig } from '../config/load-config.ts'
 import type { Challenge } from '../oauth/discovery.ts'
 import { DiscoveryError } from '../oauth/discovery.ts'
-import { serverWords } from '../oauth/error-description.ts'
+import { asSentence, serverWords } from '../oauth/error-description.ts'
 import { identityProviderOf } from '../oauth/identity-provider.ts'
 import { redeemAssertion } from '../oauth/jwt-bearer.ts'
 import { describeOAuthFailure } from '../oauth/oauth-errors.ts'
@@ -144,14 +144,14 @@ function enterpriseFailure(
   if (error instanceof DiscoveryError || error instanceof UrlRefusedError) {
     return { message: `Sign-in to ${server.serverId} is unavailable: ${error.message}`, transient: false }
   }
-  if (error instanceof UnexpectedTokenTypeError) return { message: `${server.serverId}: ${error.message}.`, transient: false }
+  if (error instanceof UnexpectedTokenTypeError) return { message: asSentence(`${server.serverId}: ${error.message}`), transient: false }
   if (step === 'discovery' && !(error instanceof Error && 'code' in error)) return undefined
   const who = step === 'exchange' ? 'The identity provider' : `The authorization server of ${server.serverId}`
   const action = step === 'exchange' ? `grant access to ${server.serverId}` : "accept the identity provider's grant"
   const failure = describeOAuthFailure(error, `${who} did not ${action}`)
   if (failure.transient) return { message: `${failure.message}. Try again shortly.`, transient: true }
   const words = serverWords(error, secrets)
-  return { message: `${failure.message}${words ? `: ${words}` : ''}.`, transient: false, oauthError: failure.oauthError }
+  return { message: asSentence(`${failure.message}${words ? `: ${words}` : ''}`), transient: false, oauthError: failure.oauthError }
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { ServerConfig } from '../config/load-config.ts'
 import { ServiceAccountRefusedError, ServiceAccountUnavailableError } from '../oauth/client-credentials.ts'
 import { DiscoveryError, type ServerAuth } from '../oauth/discovery.ts'
+import { asSentence } from '../oauth/error-description.ts'
 import type { ClientRegistration } from '../oauth/registration.ts'
 import { UrlRefusedError } from '../oauth/url-guard.ts'
 import { obtainWorkloadToken, WorkloadAssertionError } from '../oauth/workload-identity.ts'
@@ -67,10 +68,10 @@ async function obtain(deps: RelayDeps, server: ServerConfig, owner: TokenOwner, 
 /** What the operator must fix, or what will pass, as the server's error; undefined for store trouble (503). */
 function workloadFailure(server: ServerConfig, error: unknown): NoToken | undefined {
   if (error instanceof ServiceAccountRefusedError || error instanceof ServiceAccountUnavailableError) {
-    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${error.message}.` }
+    return { kind: 'error', code: 'UPSTREAM_ERROR', message: asSentence(error.message) }
   }
   if (error instanceof WorkloadAssertionError || error instanceof DiscoveryError || error instanceof UrlRefusedError) {
-    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `The workload identity of ${server.serverId} is unavailable: ${error.message}.` }
+    return { kind: 'error', code: 'UPSTREAM_ERROR', message: asSentence(`The workload identity of ${server.serverId} is unavailable: ${error.message}`) }
   }
   if (error instanceof LockWaitTimeoutError) {
     return { kind: 'error', code: 'UPSTREAM_ERROR', message: `The workload identity of ${server.serverId} is busy getting a token; try again shortly.` }

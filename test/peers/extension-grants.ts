@@ -63,7 +63,7 @@ export function idJagIssuer(options: { clientIds: Record<string, string> }): IdJ
           try {
             ;({ payload: idToken } = await jwtVerify(params.subject_token, await publicKey(), { issuer: provider.issuer, audience: ctx.oidc.client!.clientId }))
           } catch (error) {
-            throw new errors.InvalidGrant(`subject_token is not a valid ID token (${(error as Error).message})`)
+            throw new errors.CustomOIDCProviderError('invalid_grant', `subject_token is not a valid ID token (${(error as Error).message})`)
           }
           record.subject = idToken.sub
           const clientId = options.clientIds[params.audience]
@@ -151,10 +151,11 @@ export function jwtBearerGrant(options: { idJagIssuers?: string[]; workloadKeys?
             } else {
               const trusted = options.workloadKeys?.find((entry) => entry.issuer === unverified.iss)
               if (!trusted) throw new Error('the assertion is from an issuer this server does not trust')
-              ;({ payload: claims } = await jwtVerify(params.assertion, createPublicKey(trusted.key), { issuer: trusted.issuer, audience: provider.issuer }))
+              ;({ payload: claims } = await jwtVerify(params.assertion, trusted.key, { issuer: trusted.issuer, audience: provider.issuer }))
             }
           } catch (error) {
-            throw new errors.InvalidGrant(`the assertion was refused: ${(error as Error).message}`)
+            // oidc-provider's InvalidGrant says only "grant request is invalid": the reason goes in the description here.
+            throw new errors.CustomOIDCProviderError('invalid_grant', `the assertion was refused: ${(error as Error).message}`)
           }
           record.subject = claims.sub
           const dPoP = await validateDpop(provider, ctx)

@@ -158,4 +158,108 @@ describe('enterprise-managed authorization', () => {
     }
     expect((await whoami(relay, 'bob', 'docs')).result.structuredContent.sub).toBe('bob')
   })
+
+  it('renews an expired token with a new exchange, and an expiring identity with the provider\'s refresh token', async () => {
+    const page = await signInThroughBrowser((await relay.post('/tools/auth-status', { user_id: 'carol', server_id: 'crm' })).body.servers[0].login_url, 'carol')
+    expect(page.status).toBe(200)
+    expect((await whoami(relay, 'carol', 'crm')).result.structuredContent.sub).toBe('carol')
+    const owner = { tenant: 'default', userId: 'carol', serverId: 'crm' }
+    const first = (await relay.deps.tokens.get(owner))!
+    const refreshes = idp.refreshCount('carol')
+    const exchanges = idJags.exchanges.filter((exchange) => exchange.subject === 'carol').length
+
+    // Two minutes on: the server's token (60 s) and the ID token (60 s) both look expired.
+    clockOffsetMs = 120_000
+    try {
+      expect((await whoami(relay, 'carol', 'crm')).result.structuredContent.sub).toBe('carol')
+    } finally {
+      clockOffsetMs = 0
+    }
+    expect(idp.refreshCount('carol')).toBe(refreshes + 1)
+    expect(idJags.exchanges.filter((exchange) => exchange.subject === 'carol').length).toBe(exchanges + 1)
+    expect((await relay.deps.tokens.get(owner))!.accessToken).not.toBe(first.accessToken)
+  })
+
+  it('exchanges once for concurrent first calls of a user (single-flight), and once per server', async () => {
+    const page = await signInThroughBrowser((await relay.post('/tools/auth-status', { user_id: 'dave', server_id: 'docs' })).body.servers[0].login_url, 'dave')
+    expect(page.status).toBe(200)
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, index) => whoami(relay, 'dave', index % 2 === 0 ? 'crm' : 'docs')))
+    expect(answers.map((answer) => answer.result.structuredContent.sub)).toEqual(Array(6).fill('dave'))
+    const daves = idJags.exchanges.filter((exchange) => exchange.subject === 'dave')
+    expect(daves.map((exchange) => exchange.audience).sort()).toEqual([crmAs.issuer, docsAs.issuer].sort())
+  })
+
+  it('takes an application\'s ID token from POST /oauth/identity for every enterprise server', async () => {
+    const answer = await relay.post('/oauth/identity', { user_id: 'erin', id_token: await idTokenFor('erin@example.com') })
+    expect(answer.status).toBe(200)
+    expect(answer.body).toEqual({ ok: true, expires_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) })
+    expect(new Date(answer.body.expires_at).getTime()).toBeGreaterThan(Date.now() + 9 * 60_000)
+    expect((await whoami(relay, 'erin', 'crm')).result.structuredContent.sub).toBe('erin@example.com')
+    expect((await whoami(relay, 'erin', 'docs')).result.structuredContent.sub).toBe('erin@example.com')
+  })
+
+  it('replaces every enterprise token when the identity changes to another account, and keeps them for the same one', async () => {
+    await relay.post('/oauth/identity', { user_id: 'frank', id_token: await idTokenFor('frank') })
+    expect((await whoami(relay, 'frank', 'crm')).result.structuredContent.sub).toBe('frank')
+    const owner = { tenant: 'default', userId: 'frank', serverId: 'crm' }
+    const kept = (await relay.deps.tokens.get(owner))!.accessToken
+
+    await relay.post('/oauth/identity', { user_id: 'frank', id_token: await idTokenFor('frank') })
+    expect((await relay.deps.tokens.get(owner))!.accessToken).toBe(kept)
+
+    // force_reauth: the provider's link again; signing in as another account switches every server.
+    const forced = await relay.post('/tools/auth-status', { user_id: 'frank', force_reauth: true })
+    expect(forced.body.servers.map((entry: { status: string }) => entry.status)).toEqual(['need_auth', 'need_auth'])
+    expect(forced.body.servers[0].login_url).toBe(forced.body.servers[1].login_url)
+    expect((await signInThroughBrowser(forced.body.servers[0].login_url, 'frank-admin')).status).toBe(200)
+    expect(await relay.deps.tokens.get(owner)).toBeUndefined()
+    expect((await whoami(relay, 'frank', 'crm')).result.structuredContent.sub).toBe('frank-admin')
+    expect((await whoami(relay, 'frank', 'docs')).result.structuredContent.sub).toBe('frank-admin')
+  })
+
+  it('signs out at the provider on a reset of every server (RFC 7009), and keeps the identity on a reset of one', async () => {
+    const page = await signInThroughBrowser((await relay.post('/tools/auth-status', { user_id: 'grace' })).body.servers[0].login_url, 'grace')
+    expect(page.status).toBe(200)
+    expect((await whoami(relay, 'grace', 'crm')).ok).toBe(true)
+
+    const one = await relay.post('/oauth/reset', { user_id: 'grace', server_id: 'crm' })
+    expect(one.body).toMatchObject({ deleted_server_ids: ['crm'] })
+    expect(one.body.identity_provider).toBeUndefined()
+    expect((await relay.post('/tools/auth-status', { user_id: 'grace', server_id: 'crm' })).body.servers[0]).toMatchObject({ status: 'authorized', auth: 'enterprise' })
+
+    const revocations = idp.revocationRequests.length
+    const all = await relay.post('/oauth/reset', { user_id: 'grace' })
+    expect(all.body).toMatchObject({ deleted_server_ids: ['crm'], identity_provider: { revoked: true } })
+    expect(idp.revocationRequests.slice(revocations)).toEqual([{ answered: 200 }])
+    const after = await relay.post('/tools/auth-status', { user_id: 'grace' })
+    expect(after.body.servers.map((entry: { status: string }) => entry.status)).toEqual(['need_auth', 'need_auth'])
+  })
+
+  it('holds a provider sign-in for its confirmation code with SIGN_IN_CONFIRMATION=code, counting a wrong code once per request', async () => {
+    await relay.close()
+    relay = await startEnterpriseRelay({ SIGN_IN_CONFIRMATION: 'code' })
+    const status = await relay.post('/tools/auth-status', { user_id: 'heidi' })
+    const page = await signInThroughBrowser(status.body.servers[0].login_url, 'heidi')
+    expect(page.status).toBe(200)
+    const code = /id="confirmation-code"[^>]*>([^<]+)</.exec(page.html)?.[1]
+    expect(code).toMatch(/^[0-9A-Z]{5}-[0-9A-Z]{5}$/)
+
+    const pending = await relay.post('/tools/auth-status', { user_id: 'heidi' })
+    expect(pending.body.servers).toEqual([
+      expect.objectContaining({ server_id: 'crm', status: 'need_auth', pending_confirmation: true }),
+      expect.objectContaining({ server_id: 'docs', status: 'need_auth', pending_confirmation: true }),
+    ])
+    expect(pending.body.servers[0].login_url).toBeUndefined()
+
+    const wrong = await relay.post('/tools/auth-status', { user_id: 'heidi', confirm_code: 'AAAAA-AAAAA' })
+    expect(wrong.body.servers[0].message).toContain('4 tries left')
+    expect(wrong.body.servers[1].message).toContain('4 tries left')
+
+    const right = await relay.post('/tools/auth-status', { user_id: 'heidi', confirm_code: code })
+    expect(right.body.servers).toEqual([
+      expect.objectContaining({ server_id: 'crm', status: 'authorized', auth: 'enterprise' }),
+      expect.objectContaining({ server_id: 'docs', status: 'authorized', auth: 'enterprise' }),
+    ])
+    expect((await whoami(relay, 'heidi', 'docs')).result.structuredContent.sub).toBe('heidi')
+  })
 })
