@@ -99,8 +99,9 @@ export async function dpopHeaders(
 /**
  * `fetch` with a DPoP proof on every request (and `accessToken` presented with it, when given).
  * A server's `DPoP-Nonce` is kept for its origin and put into later proofs; a request refused for
- * want of a nonce (an MCP server's 401 `DPoP error="use_dpop_nonce"`, RFC 9449 §9; an
- * authorization server's 400 `use_dpop_nonce`, §8) is sent once more with the new nonce.
+ * want of a nonce (an MCP server's 401 `DPoP error="use_dpop_nonce"`, RFC 9449 §9) is sent once
+ * more with the new nonce. (An authorization server's nonce, §8, is openid-client's to answer on
+ * token requests; RFC 9449 defines none for revocation.)
  */
 export function withDpop(fetch: FetchLike, signer: DpopSigner | Promise<DpopSigner>, accessToken?: string): FetchLike {
   return async (input, init) => {
@@ -118,7 +119,7 @@ export function withDpop(fetch: FetchLike, signer: DpopSigner | Promise<DpopSign
     const sent = dpop.nonces.get(url.origin)
     const response = await send(sent)
     const nonce = response.headers.get('dpop-nonce')
-    if (!nonce || nonce === sent || !isResendable(init?.body) || !(await isNonceChallenge(response))) return response
+    if (!nonce || nonce === sent || !isResendable(init?.body) || !isNonceChallenge(response)) return response
     await response.body?.cancel()
     return send(nonce)
   }
@@ -151,20 +152,14 @@ export function createDpopKeyring(maxKeys: number) {
 
 export type DpopKeyring = ReturnType<typeof createDpopKeyring>
 
-/** A stream is used up once sent; the SDK sends strings, openid-client URLSearchParams. */
+/** A stream is used up once sent: the request is not sent twice (the SDK sends strings). */
 function isResendable(body: unknown): boolean {
   return body === undefined || body === null || typeof body === 'string' || body instanceof URLSearchParams
 }
 
-async function isNonceChallenge(response: Response): Promise<boolean> {
-  if (response.status === 401) return /\berror="?use_dpop_nonce\b/i.test(response.headers.get('www-authenticate') ?? '')
-  if (response.status !== 400) return false
-  try {
-    const body = (await response.clone().json()) as { error?: unknown }
-    return body.error === 'use_dpop_nonce'
-  } catch {
-    return false
-  }
+/** RFC 9449 §9: a 401 whose challenge says `error="use_dpop_nonce"`. */
+function isNonceChallenge(response: Response): boolean {
+  return response.status === 401 && /\berror="?use_dpop_nonce\b/i.test(response.headers.get('www-authenticate') ?? '')
 }
 
 const PRIVATE_MEMBERS = new Set(['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'key_ops', 'ext'])

@@ -5,7 +5,7 @@ import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { calculateJwkThumbprint, decodeJwt, exportJWK, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
-import { signInThroughBrowser } from '../peers/browser.ts'
+import { pressContinue, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -171,5 +171,24 @@ describe('DPoP-bound tokens', () => {
     await signIn('grace', 'docs')
     const reset = await relay.post('/oauth/reset', { user_id: 'grace', server_id: 'docs' })
     expect(reset.body.servers).toEqual([{ server_id: 'docs', revoked: true }])
+  })
+
+  it('reads an MCP server\'s 401 that challenges with the DPoP scheme as a Bearer one: its scope goes into the sign-in', async () => {
+    const challenging = await startMcpUpstream({ auth: { issuer: as.issuer, challengeScheme: 'DPoP', challengeScope: 'mcp:read', scopesSupported: ['mcp:read', 'mcp:write'] } })
+    const other = await startRelay({
+      servers: [{ server_id: 'challenging', mcp_url: challenging.url }],
+      env: { OAUTH_TRUSTED_HOSTS: new URL(as.url).host },
+    })
+    try {
+      const status = await other.post('/tools/auth-status', { user_id: 'heidi' })
+      expect(status.body.servers[0]).toMatchObject({ status: 'need_auth' })
+      const redirect = await pressContinue(status.body.servers[0].login_url)
+      expect(redirect.status).toBe(302)
+      // MCP "Scope Selection Strategy": the challenge's scope, not scopes_supported.
+      expect(new URL(redirect.headers.get('location')!).searchParams.get('scope')).toBe('mcp:read')
+    } finally {
+      await other.close()
+      await challenging.close()
+    }
   })
 })
