@@ -10,6 +10,7 @@ import { getSigningKey, startAuthorizationServer, type AuthorizationServer, type
 import { signInThroughBrowser } from '../peers/browser.ts'
 import { idJagIssuer, JWT_BEARER, jwtBearerGrant, TOKEN_EXCHANGE, type IdJagIssuer, type JwtBearerGrant } from '../peers/extension-grants.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { captureLogLines } from '../battery/harness.ts'
 import { freePort } from '../support/free-port.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
@@ -38,6 +39,7 @@ let relay: TestRelay
 let relayPort: number
 /** How far the relay's clock runs ahead of the real one: moved forward to make tokens look expired. */
 let clockOffsetMs = 0
+const logs = captureLogLines()
 
 beforeAll(async () => {
   relayPort = await freePort()
@@ -76,8 +78,9 @@ async function startEnterpriseRelay(env: Record<string, string>, port = relayPor
       { server_id: 'docs', description: 'Docs', mcp_url: docs.url, grant_type: 'enterprise', client_id: 'relay-at-docs', client_secret: DOCS_SECRET },
     ],
     identityProvider: { issuer: idp.issuer, client_id: 'relay-at-idp', client_secret: IDP_SECRET, scope: 'openid offline_access' },
-    env: { PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, OAUTH_TRUSTED_HOSTS: [crmAs, docsAs].map((as) => new URL(as.url).host).join(','), ...env },
+    env: { PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, OAUTH_TRUSTED_HOSTS: [crmAs, docsAs].map((as) => new URL(as.url).host).join(','), LOG_LEVEL: 'debug', ...env },
     now: () => Date.now() + clockOffsetMs,
+    logStream: logs.stream,
   })
 }
 
@@ -261,5 +264,27 @@ describe('enterprise-managed authorization', () => {
       expect.objectContaining({ server_id: 'docs', status: 'authorized', auth: 'enterprise' }),
     ])
     expect((await whoami(relay, 'heidi', 'docs')).result.structuredContent.sub).toBe('heidi')
+  })
+
+  it('logs each step as an audit line naming tenant, user and server, and never a token, secret or key', async () => {
+    const records = logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+    const events = new Set(records.map((record) => record.event).filter(Boolean))
+    for (const event of ['sign_in.started', 'sign_in.completed', 'sign_in.confirmed', 'identity.stored', 'enterprise.ok', 'enterprise.refused', 'refresh.ok', 'reset', 'revocation']) {
+      expect(events, event).toContain(event)
+    }
+    for (const record of records.filter((line) => line.event !== undefined)) {
+      expect(Object.keys(record)).toEqual(expect.arrayContaining(['event', 'tenant', 'userId', 'serverId']))
+    }
+    expect(records.find((record) => record.event === 'sign_in.completed')).toMatchObject({ serverId: '@identity_provider' })
+
+    const text = logs.lines.join('\n')
+    const secrets = [...idp.issuedSecrets, ...crmAs.issuedSecrets, ...docsAs.issuedSecrets].map((issued) => issued.value)
+    // ID tokens, their refresh tokens, the ID-JAGs (the exchange's access_token) and the servers' tokens.
+    expect(idp.issuedSecrets.filter((issued) => issued.kind === 'id_token').length).toBeGreaterThan(3)
+    expect(crmAs.issuedSecrets.filter((issued) => issued.kind === 'access_token').length).toBeGreaterThan(3)
+    for (const secret of [...secrets, IDP_SECRET, CRM_SECRET, DOCS_SECRET]) expect(text).not.toContain(secret)
+    const bound = await relay.deps.tokens.get({ tenant: 'default', userId: 'heidi', serverId: 'crm' })
+    expect(bound?.dpopKey?.jwk.d).toBeTruthy()
+    expect(text).not.toContain(bound!.dpopKey!.jwk.d)
   })
 })
