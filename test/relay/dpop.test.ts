@@ -82,7 +82,7 @@ describe('DPoP-bound tokens', () => {
     expect(docs.counters.dpopRequests).toBeGreaterThan(before)
   })
 
-  it('is useless to whoever copies it from the store without its key (the upstream refuses it)', async () => {
+  it('is refused upstream when replayed without its key: as a bearer token, or with a proof of another key', async () => {
     await signIn('carol', 'docs')
     const stolen = (await relay.deps.tokens.get({ tenant: 'default', userId: 'carol', serverId: 'docs' }))!
     expect(stolen.tokenType).toBe('DPoP')
