@@ -148,7 +148,8 @@ function identityOf(
     refreshToken: response.refresh_token ?? previousRefreshToken,
     expiresAt: claims.exp * 1000,
     subject: claims.sub,
-    issuer: provider.metadata.issuer,
+    // The provider as configured: what an identity is checked against before each use.
+    issuer: provider.config.issuer,
     clientId: provider.client.clientId,
     obtainedAt: now,
   }

@@ -45,7 +45,11 @@ export type IdentityFor = { kind: 'identity'; identity: ProviderIdentity } | NoT
  * Store trouble throws (503).
  */
 export async function currentIdentity(deps: RelayDeps, caller: Caller, server: ServerConfig): Promise<IdentityFor> {
-  const stored = await deps.identities.get(caller)
+  const config = deps.config.identityProvider!
+  const found = await deps.identities.get(caller)
+  // An identity belongs to the provider and client that issued it: after the operator points the
+  // relay at another provider (or client), its ID token and refresh token are never sent there.
+  const stored = found?.issuer === config.issuer && found.clientId === config.clientId ? found : undefined
   if (stored && deps.now() < stored.expiresAt - RENEW_BEFORE_MS) return { kind: 'identity', identity: stored }
   if (stored?.refreshToken) {
     const renewed = await renewIdentity(deps, caller, stored)
@@ -217,7 +221,7 @@ async function revokeIdentity(deps: RelayDeps, owner: TokenOwner, identity: Prov
       reason = identity ? 'no refresh token' : 'the stored identity could not be opened'
     } else if (!provider.metadata.revocation_endpoint) {
       revoked = 'unsupported'
-    } else if (provider.metadata.issuer !== identity.issuer || provider.client.clientId !== identity.clientId) {
+    } else if (provider.config.issuer !== identity.issuer || provider.client.clientId !== identity.clientId) {
       // RFC 7009 §2.1: only the client that obtained it may revoke it, and only at its issuer.
       revoked = false
       reason = 'the identity provider configuration changed since the sign-in'

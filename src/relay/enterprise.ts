@@ -1,4 +1,5 @@
 import type { ServerConfig } from '../config/load-config.ts'
+import { isRelayError } from '../errors.ts'
 import type { Challenge } from '../oauth/discovery.ts'
 import { DiscoveryError } from '../oauth/discovery.ts'
 import { asSentence, serverWords } from '../oauth/error-description.ts'
@@ -141,11 +142,13 @@ function enterpriseFailure(
   error: unknown,
   secrets: string[],
 ): { message: string; transient: boolean; oauthError?: string | undefined } | undefined {
+  if (isRelayError(error)) return undefined
   if (error instanceof DiscoveryError || error instanceof UrlRefusedError) {
     return { message: `Sign-in to ${server.serverId} is unavailable: ${error.message}`, transient: false }
   }
   if (error instanceof UnexpectedTokenTypeError) return { message: asSentence(`${server.serverId}: ${error.message}`), transient: false }
-  if (step === 'discovery' && !(error instanceof Error && 'code' in error)) return undefined
+  // Discovery fails with the errors above; anything else there is the relay's own fault.
+  if (step === 'discovery') return undefined
   const who = step === 'exchange' ? 'The identity provider' : `The authorization server of ${server.serverId}`
   const action = step === 'exchange' ? `grant access to ${server.serverId}` : "accept the identity provider's grant"
   const failure = describeOAuthFailure(error, `${who} did not ${action}`)

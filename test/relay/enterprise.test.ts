@@ -266,6 +266,21 @@ describe('enterprise-managed authorization', () => {
     expect((await whoami(relay, 'heidi', 'docs')).result.structuredContent.sub).toBe('heidi')
   })
 
+  it('never sends an identity to a provider other than the one it was stored with (the configuration moved on)', async () => {
+    const idToken = await idTokenFor('ken')
+    // As a relay configured for another provider before would have stored it.
+    await relay.deps.identities.put({ tenant: 'default', userId: 'ken' }, {
+      idToken, refreshToken: 'rt-of-the-old-provider', expiresAt: Date.now() + 600_000, subject: 'ken',
+      issuer: 'https://old-idp.example.com', clientId: 'relay-at-idp', obtainedAt: Date.now(),
+    })
+    const exchanges = idJags.exchanges.length
+    const refreshes = idp.tokenRequests.filter((request) => request.grantType === 'refresh_token').length
+    const status = await relay.post('/tools/auth-status', { user_id: 'ken', server_id: 'crm' })
+    expect(status.body.servers[0]).toMatchObject({ status: 'need_auth', login_url: expect.stringContaining('/oauth/start/') })
+    expect(idJags.exchanges.length).toBe(exchanges)
+    expect(idp.tokenRequests.filter((request) => request.grantType === 'refresh_token').length).toBe(refreshes)
+  })
+
   it('logs each step as an audit line naming tenant, user and server, and never a token, secret or key', async () => {
     const records = logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
     const events = new Set(records.map((record) => record.event).filter(Boolean))
