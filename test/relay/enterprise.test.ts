@@ -3,7 +3,7 @@
 // 7009 revocation, and RFC 8693 token exchange issuing ID-JAGs), and for each MCP server an
 // authorization server (oidc-provider) that redeems ID-JAGs with the JWT bearer grant (one of
 // them issuing DPoP-bound tokens) and an SDK MCP server that says whose token it got.
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { importJWK, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { getSigningKey, startAuthorizationServer, type AuthorizationServer, type ClientMetadata } from '../peers/authorization-server.ts'
@@ -12,6 +12,7 @@ import { idJagIssuer, JWT_BEARER, jwtBearerGrant, TOKEN_EXCHANGE, type IdJagIssu
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { captureLogLines } from '../battery/harness.ts'
 import { freePort } from '../support/free-port.ts'
+import { REDIS_URL } from '../support/services.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
 const IDP_SECRET = `idp-${randomUUID()}`
@@ -190,6 +191,28 @@ describe('enterprise-managed authorization', () => {
     expect(answers.map((answer) => answer.result.structuredContent.sub)).toEqual(Array(6).fill('dave'))
     const daves = idJags.exchanges.filter((exchange) => exchange.subject === 'dave')
     expect(daves.map((exchange) => exchange.audience).sort()).toEqual([crmAs.issuer, docsAs.issuer].sort())
+  })
+
+  it('exchanges once across two replicas on one store, whichever of them the calls reach', async () => {
+    const shared = { STORE_URL: REDIS_URL, RELAY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }
+    const storeKeyPrefix = `ent${randomBytes(4).toString('hex')}`
+    const replicas = await Promise.all([freePort(), freePort()].map(async (port) => startRelay({
+      servers: [
+        { server_id: 'crm', description: 'CRM', mcp_url: crm.url, grant_type: 'enterprise', client_id: 'relay-at-crm', client_secret: CRM_SECRET },
+        { server_id: 'docs', description: 'Docs', mcp_url: docs.url, grant_type: 'enterprise', client_id: 'relay-at-docs', client_secret: DOCS_SECRET },
+      ],
+      identityProvider: { issuer: idp.issuer, client_id: 'relay-at-idp', client_secret: IDP_SECRET },
+      env: { PORT: String(await port), OAUTH_TRUSTED_HOSTS: [crmAs, docsAs].map((as) => new URL(as.url).host).join(','), ...shared },
+      storeKeyPrefix,
+    })))
+    try {
+      expect((await replicas[0]!.post('/oauth/identity', { user_id: 'liam', id_token: await idTokenFor('liam') })).status).toBe(200)
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, index) => whoami(replicas[index % 2]!, 'liam', index % 4 < 2 ? 'crm' : 'docs')))
+      expect(answers.map((answer) => answer.result.structuredContent.sub)).toEqual(Array(8).fill('liam'))
+      expect(idJags.exchanges.filter((exchange) => exchange.subject === 'liam').map((exchange) => exchange.audience).sort()).toEqual([crmAs.issuer, docsAs.issuer].sort())
+    } finally {
+      await Promise.all(replicas.map((replica) => replica.close()))
+    }
   })
 
   it('takes an application\'s ID token from POST /oauth/identity for every enterprise server', async () => {
