@@ -11,6 +11,7 @@ import { createOpenApiDocument } from './http/openapi.ts'
 import { adminRoutes } from './http/routes/admin.ts'
 import { fileRoutes } from './http/routes/files.ts'
 import { healthRoutes } from './http/routes/health.ts'
+import { identityRoute } from './http/routes/identity.ts'
 import { openApiRoute } from './http/routes/openapi.ts'
 import { resetRoute } from './http/routes/reset.ts'
 import { signInRoutes } from './http/routes/sign-in.ts'
@@ -100,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(toolRoutes, { relay, identity })
   await app.register(resetRoute, { relay, identity })
+  await app.register(identityRoute, { relay, identity })
   // Without RELAY_ADMIN_KEYS the admin routes do not exist: 404, whatever the key.
   if (config.adminKeys.length > 0) await app.register(adminRoutes, { relay, identity })
   await app.register(signInRoutes, {

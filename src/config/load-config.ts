@@ -1,12 +1,12 @@
 import { readFileSync, existsSync } from 'node:fs'
 import { difyImporterRefusal } from './dify-importer.ts'
 import { envSchema } from './env.ts'
-import { parseServers, type ServerConfig } from './servers.ts'
+import { parseServers, type IdentityProviderConfig, type ServerConfig } from './servers.ts'
 import { parseAdminKeys, parseApiKeys, generateApiKey, type ApiKey } from './api-keys.ts'
 import { parseTrustedHosts, type TrustedHost } from './trusted-hosts.ts'
 import type { TrustProxy } from './trust-proxy.ts'
 
-export type { ServerConfig } from './servers.ts'
+export type { DpopMode, IdentityProviderConfig, ServerConfig } from './servers.ts'
 export type { ApiKey } from './api-keys.ts'
 export type { TrustedHost } from './trusted-hosts.ts'
 export type { TrustProxy } from './trust-proxy.ts'
@@ -27,6 +27,8 @@ export interface RelayConfig {
   /** Set when RELAY_API_KEYS was empty and a key was generated for this run. */
   readonly generatedApiKey: ApiKey | undefined
   readonly servers: ReadonlyMap<string, ServerConfig>
+  /** The servers file's `identity_provider`, for `grant_type: "enterprise"` servers (DESIGN.md §3). */
+  readonly identityProvider: IdentityProviderConfig | undefined
   readonly serversSource: string
   /** Start-up warnings about the servers config (unknown fields), each naming the entry. */
   readonly serversWarnings: readonly string[]
@@ -79,7 +81,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
   const trusted = parseTrustedHosts(env.OAUTH_TRUSTED_HOSTS)
   if ('problem' in trusted) throw new ConfigError(`OAUTH_TRUSTED_HOSTS: ${trusted.problem}`)
 
-  const { servers, source, warnings } = loadServers(env.MCP_SERVERS_FILE, env.MCP_SERVERS_JSON)
+  const { servers, identityProvider, source, warnings } = loadServers(env.MCP_SERVERS_FILE, env.MCP_SERVERS_JSON)
 
   const storeScheme = /^([a-z]+):\/\//.exec(env.STORE_URL)?.[1]
   if (!storeScheme || !['sqlite', 'memory', 'redis', 'rediss', 'postgres', 'postgresql'].includes(storeScheme)) {
@@ -104,6 +106,7 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
     adminKeys: Object.freeze(adminKeys ? adminKeys.keys : []),
     generatedApiKey,
     servers: new Map(servers.map((server) => [server.serverId, server])),
+    identityProvider,
     serversSource: source,
     serversWarnings: Object.freeze(warnings),
     storeUrl: env.STORE_URL,
@@ -124,7 +127,10 @@ export function loadConfig(environment: Record<string, string | undefined>): Rel
   })
 }
 
-function loadServers(file: string | undefined, json: string | undefined): { servers: ServerConfig[]; source: string; warnings: string[] } {
+function loadServers(
+  file: string | undefined,
+  json: string | undefined,
+): { servers: ServerConfig[]; identityProvider: IdentityProviderConfig | undefined; source: string; warnings: string[] } {
   if (file && json) throw new ConfigError('MCP_SERVERS_JSON: set either MCP_SERVERS_FILE or MCP_SERVERS_JSON, not both')
   let variable: string
   let text: string
@@ -134,7 +140,7 @@ function loadServers(file: string | undefined, json: string | undefined): { serv
   } else {
     variable = 'MCP_SERVERS_FILE'
     const path = file ?? './mcp-servers.json'
-    if (!file && !existsSync(path)) return { servers: [], source: 'none', warnings: [] }
+    if (!file && !existsSync(path)) return { servers: [], identityProvider: undefined, source: 'none', warnings: [] }
     try {
       text = readFileSync(path, 'utf8')
     } catch (error) {
@@ -150,6 +156,11 @@ function loadServers(file: string | undefined, json: string | undefined): { serv
   }
   const result = parseServers(document)
   if ('problem' in result) throw new ConfigError(`${variable}: ${result.problem}`)
-  return { servers: result.servers, source: variable, warnings: result.warnings.map((warning) => `${variable}: ${warning}`) }
+  return {
+    servers: result.servers,
+    identityProvider: result.identityProvider,
+    source: variable,
+    warnings: result.warnings.map((warning) => `${variable}: ${warning}`),
+  }
 }
 

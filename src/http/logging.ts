@@ -24,6 +24,9 @@ const SECRET_FIELDS = [
   'csrf',
   'confirm_code',
   'confirmationCode',
+  // Enterprise and workload grants: the ID token exchanged, and the assertion redeemed.
+  'subject_token',
+  'assertion',
 ]
 const SECRET_DEPTH = 3
 const CENSOR = '[redacted]'

@@ -3,7 +3,7 @@ import { RelayError } from '../errors.ts'
 import { isDeeperThan, MAX_LITERAL_DEPTH, readLiteral, TOO_DEEP, type LiteralResult } from './python-literal.ts'
 
 /**
- * Request bodies of the three tool routes and reset: the one source of truth for validation,
+ * Request bodies of the three tool routes, reset and identity: the one source of truth for validation,
  * for `/openapi.json` and for `manifest.yaml` (a test holds the manifest to these).
  *
  * Each field is written twice, side by side: `accepted` is what the relay takes (lenient, as
@@ -223,6 +223,16 @@ const FIELDS = {
     }),
     form: 'llm',
   },
+  id_token: {
+    accepted: z
+      .string({ error: requiredOr('must be a string') })
+      .trim()
+      .min(1, 'must not be empty'),
+    declared: z.string().meta({
+      description: "The user's ID token at the identity_provider, issued to the relay's client there (a JWT).",
+    }),
+    form: 'form',
+  },
   input: {
     accepted: z.unknown().optional(),
     declared: z.string().optional().meta({
@@ -252,6 +262,7 @@ const AUTH_STATUS_FIELDS = ['user_id', 'server_id', 'server_ids', 'force_reauth'
 const LIST_TOOLS_FIELDS = ['user_id', 'server_id', 'server_ids'] as const
 const CALL_TOOL_FIELDS = ['user_id', 'tool_ref', 'input', 'input_ref', 'input_response'] as const
 const RESET_FIELDS = ['user_id', 'server_id'] as const
+const IDENTITY_FIELDS = ['user_id', 'id_token'] as const
 
 export const authStatusRequest = acceptedBody(AUTH_STATUS_FIELDS).transform((body) => ({
   userId: body.user_id,
@@ -297,6 +308,8 @@ export const callToolRequest = acceptedBody(CALL_TOOL_FIELDS)
 
 export const resetRequest = acceptedBody(RESET_FIELDS).transform((body) => ({ userId: body.user_id, serverId: body.server_id }))
 
+export const identityRequest = acceptedBody(IDENTITY_FIELDS).transform((body) => ({ userId: body.user_id, idToken: body.id_token }))
+
 /** The three tool routes as Dify sees them: the OpenAPI document and manifest.yaml are built from this. */
 export const TOOL_OPERATIONS = [
   { operationId: 'mcp_auth_status', path: '/tools/auth-status', body: declaredBody(AUTH_STATUS_FIELDS) },
@@ -306,6 +319,9 @@ export const TOOL_OPERATIONS = [
 
 /** The operator's reset endpoint (not an LLM tool; listed in manifest.yaml only). */
 export const RESET_OPERATION = { path: '/oauth/reset', body: declaredBody(RESET_FIELDS) } as const
+
+/** An application's endpoint for its users' ID tokens (not an LLM tool; listed in manifest.yaml only). */
+export const IDENTITY_OPERATION = { path: '/oauth/identity', body: declaredBody(IDENTITY_FIELDS) } as const
 
 export function parameterForm(name: FieldName): ParameterForm {
   return FIELDS[name].form

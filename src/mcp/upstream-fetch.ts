@@ -38,6 +38,11 @@ export class UpstreamTooLargeError extends Error {
  */
 export function createUpstreamFetch(deps: {
   accessToken: () => string | undefined
+  /**
+   * The fetch that presents a token bound to a key itself (DPoP, RFC 9449 §7.1: `Authorization:
+   * DPoP` and a proof on every request); undefined for a bearer token.
+   */
+  presentWith?: (accessToken: string, fetch: FetchLike) => FetchLike | undefined
   maxResponseBytes: number
   fetch?: FetchLike
 }): FetchLike {
@@ -45,17 +50,19 @@ export function createUpstreamFetch(deps: {
   return async (input, init) => {
     const headers = new Headers(init?.headers)
     const token = deps.accessToken()
-    if (token) headers.set('authorization', `Bearer ${token}`)
+    const presenting = token ? deps.presentWith?.(token, baseFetch) : undefined
+    if (token && !presenting) headers.set('authorization', `Bearer ${token}`)
+    const send = presenting ?? baseFetch
     // Responses to POSTed messages are bounded; a GET opens a long-lived event stream whose total
     // size grows with the session, so each of its events is bounded instead (and it keeps the
     // session's signal: there is one GET per session).
-    if (init?.method !== 'POST') return limitEvents(await checkAuth(await baseFetch(input, { ...init, headers })), deps.maxResponseBytes)
+    if (init?.method !== 'POST') return limitEvents(await checkAuth(await send(input, { ...init, headers })), deps.maxResponseBytes)
     // A POST also ends with the relay call that made it (call-context.ts): the SDK gives up on a
     // request at its timeout, but a server may keep that request's event stream open for ever.
     const call = liveCall()
     const link = linkSignal(init.signal ?? undefined, call?.ended)
     try {
-      const response = await checkAuth(await baseFetch(input, { ...init, headers, signal: link.signal }))
+      const response = await checkAuth(await send(input, { ...init, headers, signal: link.signal }))
       const limited = limitBody(response, deps.maxResponseBytes, call?.budget, link.release)
       return response.ok || !token ? limited : await withoutToken(limited, token)
     } catch (error) {
@@ -129,9 +136,20 @@ async function withoutToken(response: Response, token: string): Promise<Response
 /** A 401/403 becomes UpstreamAuthError with the challenge; anything else passes. */
 async function checkAuth(response: Response): Promise<Response> {
   if (response.status !== 401 && response.status !== 403) return response
-  const challenge = extractWWWAuthenticateParams(response)
+  const challenge = challengeOf(response)
   await response.body?.cancel()
   throw new UpstreamAuthError(response.status, challenge)
+}
+
+/**
+ * The challenge's `resource_metadata`, `scope` and `error`. The SDK reads a `Bearer` challenge
+ * only; a `DPoP` one (RFC 9449 §7.1) carries the same parameters (RFC 9728 §5.1, RFC 6750 §3) and
+ * is read the same way.
+ */
+function challengeOf(response: Response): UpstreamAuthError['challenge'] {
+  const header = response.headers.get('www-authenticate')
+  if (!header || !/^\s*dpop\s/i.test(header)) return extractWWWAuthenticateParams(response)
+  return extractWWWAuthenticateParams(new Response(null, { headers: { 'www-authenticate': header.replace(/^\s*dpop/i, 'Bearer') } }))
 }
 
 /** A signal of this request's own that aborts with either parent, until `release` unhooks it. */

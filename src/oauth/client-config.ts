@@ -10,15 +10,17 @@ import type { FetchLike, UrlGuard } from './url-guard.ts'
  */
 export function createClientConfiguration(
   deps: { fetch: FetchLike; guard: UrlGuard; timeoutMs: number },
-  auth: ServerAuth,
+  auth: Pick<ServerAuth, 'metadata'>,
   client: ClientRegistration,
 ): oidc.Configuration {
   const config = new oidc.Configuration(
     // The SDK types extra metadata fields as unknown; openid-client's ServerMetadata is the same document.
     auth.metadata as oidc.ServerMetadata,
-    client.clientId,
+    // No client id (a workload's JWT bearer grant, RFC 7523 §3.1): openid-client needs one, which
+    // no request then carries.
+    client.clientId || ANONYMOUS_CLIENT,
     { token_endpoint_auth_method: client.authMethod },
-    clientAuthentication(client),
+    client.clientId ? clientAuthentication(client) : () => undefined,
   )
   config[oidc.customFetch] = (url, options) => deps.fetch(url, options as RequestInit)
   config.timeout = Math.ceil(deps.timeoutMs / 1000)
@@ -27,6 +29,8 @@ export function createClientConfiguration(
   if (usesPlainHttp(auth) && isTrustedEverywhere(deps.guard, auth)) oidc.allowInsecureRequests(config)
   return config
 }
+
+const ANONYMOUS_CLIENT = 'anonymous'
 
 function clientAuthentication(client: ClientRegistration): oidc.ClientAuth {
   switch (client.authMethod) {
@@ -60,22 +64,22 @@ function clientSecretBasic(clientSecret: string | undefined): oidc.ClientAuth {
   }
 }
 
-function endpoints(auth: ServerAuth): URL[] {
+function endpoints(auth: Pick<ServerAuth, 'metadata'>): URL[] {
   return [auth.metadata.token_endpoint, auth.metadata.authorization_endpoint, revocationEndpointOf(auth)]
     .filter((value): value is string => Boolean(value))
     .map((value) => new URL(value))
 }
 
-function usesPlainHttp(auth: ServerAuth): boolean {
+function usesPlainHttp(auth: Pick<ServerAuth, 'metadata'>): boolean {
   return endpoints(auth).some((url) => url.protocol === 'http:')
 }
 
-function isTrustedEverywhere(guard: UrlGuard, auth: ServerAuth): boolean {
+function isTrustedEverywhere(guard: UrlGuard, auth: Pick<ServerAuth, 'metadata'>): boolean {
   return endpoints(auth).every((url) => url.protocol === 'https:' || guard.isTrusted(url))
 }
 
 /** RFC 8414 §2 `revocation_endpoint` (the SDK types it on OAuth metadata only, not on OpenID discovery's). */
-export function revocationEndpointOf(auth: ServerAuth): string | undefined {
+export function revocationEndpointOf(auth: Pick<ServerAuth, 'metadata'>): string | undefined {
   const endpoint = (auth.metadata as { revocation_endpoint?: unknown }).revocation_endpoint
   return typeof endpoint === 'string' && endpoint !== '' ? endpoint : undefined
 }

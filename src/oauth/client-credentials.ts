@@ -1,8 +1,10 @@
 import * as oidc from 'openid-client'
+import type { DpopMode } from '../config/load-config.ts'
 import type { StoreLock } from '../store/lock.ts'
 import type { TokenOwner, TokenStore, UpstreamToken } from '../store/tokens.ts'
 import { createClientConfiguration } from './client-config.ts'
 import type { ServerAuth } from './discovery.ts'
+import { dpopOptions, newGrantKey } from './dpop.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import { withRefreshLock } from './refresh.ts'
@@ -56,7 +58,7 @@ export function obtainServiceToken(
   deps: ServiceTokenDeps,
   owner: TokenOwner,
   stale: UpstreamToken | undefined,
-  server: () => Promise<{ auth: ServerAuth; client: ClientRegistration; scope: string | undefined }>,
+  server: () => Promise<{ auth: ServerAuth; client: ClientRegistration; scope: string | undefined; dpop: DpopMode }>,
 ): Promise<UpstreamToken> {
   const key = owner.serverId
   const running = inProcess.get(deps.serviceTokens) ?? new Map<string, Promise<UpstreamToken>>()
@@ -78,7 +80,7 @@ export function obtainServiceToken(
 async function requestToken(
   deps: ServiceTokenDeps,
   owner: TokenOwner,
-  { auth, client, scope }: { auth: ServerAuth; client: ClientRegistration; scope: string | undefined },
+  { auth, client, scope, dpop }: { auth: ServerAuth; client: ClientRegistration; scope: string | undefined; dpop: DpopMode },
   leaseLost: AbortSignal,
 ): Promise<UpstreamToken> {
   const config = createClientConfiguration(deps, auth, client)
@@ -88,9 +90,11 @@ async function requestToken(
   // RFC 8707 §2: the resource on every token request; MCP "Scope Selection Strategy" for the scope.
   const parameters: Record<string, string> = { resource: auth.resource }
   if (scope) parameters.scope = scope
+  // RFC 9449 §5: each token of the account is its own grant, with a key pair of its own.
+  const dpopKey = await newGrantKey(dpop, auth.metadata)
   const sentAt = deps.now()
   try {
-    const response = await oidc.clientCredentialsGrant(config, parameters)
+    const response = await oidc.clientCredentialsGrant(config, parameters, await dpopOptions(config, dpopKey))
     deps.logger.info({ event: 'service_account.ok', ...audit(owner) }, 'service account token obtained')
     return toUpstreamToken(response, {
       issuer: auth.metadata.issuer,
@@ -98,6 +102,7 @@ async function requestToken(
       resource: auth.resource,
       requestedScope: scope,
       now: sentAt,
+      dpopKey,
     })
   } catch (error) {
     const failure = describeOAuthFailure(error, `The service account of ${owner.serverId} could not get a token`)

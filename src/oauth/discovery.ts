@@ -7,6 +7,7 @@ import {
   type AuthorizationServerMetadata,
 } from '@modelcontextprotocol/client'
 import type { ServerConfig } from '../config/load-config.ts'
+import { dpopAlgFor } from './dpop.ts'
 import { UrlRefusedError, type FetchLike, type UrlGuard } from './url-guard.ts'
 
 /** What the relay learned about how to sign in to one MCP server. Holds no secret. */
@@ -136,6 +137,8 @@ export async function discoverServerAuth(
       `authorization server ${authorizationServer} does not advertise PKCE S256 (code_challenge_methods_supported); sign-in refused`,
     )
   }
+  // `dpop: required` (DESIGN.md §3): a server without DPoP is refused here, before any link or token.
+  dpopAlgFor(server.dpop, metadata)
 
   for (const [field, value] of [
     ['authorization_endpoint', metadata.authorization_endpoint],
@@ -177,8 +180,9 @@ function withConfiguredEndpoints(
     code_challenge_methods_supported: ['S256'],
   }
   const { authorizationUrl, tokenUrl } = server.oauth
-  // A service account only needs the token endpoint; a user sign-in configures both or neither.
-  if (server.grantType === 'client_credentials' && tokenUrl) return { ...base, token_endpoint: tokenUrl }
+  // Only a user sign-in has an authorization endpoint (configured with the token endpoint or not at
+  // all); the other grants need the token endpoint alone.
+  if (server.grantType !== 'authorization_code' && tokenUrl) return { ...base, token_endpoint: tokenUrl }
   if (!authorizationUrl || !tokenUrl) return base
   return { ...base, authorization_endpoint: authorizationUrl, token_endpoint: tokenUrl }
 }

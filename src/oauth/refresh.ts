@@ -7,6 +7,7 @@ import type { TokenOwner, TokenStore, UpstreamToken } from '../store/tokens.ts'
 import { tokenKey } from '../store/tokens.ts'
 import { createClientConfiguration } from './client-config.ts'
 import type { ServerAuth } from './discovery.ts'
+import { dpopOptions } from './dpop.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import { toUpstreamToken } from './tokens-from-response.ts'
@@ -140,8 +141,9 @@ async function refreshUnderLock(
   const sentAt = deps.now()
   let response: Awaited<ReturnType<typeof oidc.refreshTokenGrant>>
   try {
-    // RFC 8707 §2: the resource goes on the refresh request too.
-    response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource })
+    // RFC 8707 §2: the resource goes on the refresh request too. RFC 9449 §5: a DPoP-bound
+    // grant is refreshed with a proof of its own key.
+    response = await oidc.refreshTokenGrant(config, current.refreshToken, { resource: current.resource }, await dpopOptions(config, current.dpopKey))
   } catch (error) {
     const failure = describeOAuthFailure(error, 'Token refresh failed')
     // RFC 6749 §5.2: an error answer (invalid_grant, invalid_client, …) will not change on retry;
@@ -161,6 +163,7 @@ async function refreshUnderLock(
     requestedScope: current.scope,
     previous: current,
     now: sentAt,
+    dpopKey: current.dpopKey,
   })
   await storeRefreshed(deps, owner, token, leaseLost)
   deps.logger.info(audit('refresh.ok', owner), 'token refreshed')

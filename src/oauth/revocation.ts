@@ -2,6 +2,7 @@ import * as oidc from 'openid-client'
 import type { UpstreamToken } from '../store/tokens.ts'
 import { createClientConfiguration, revocationEndpointOf } from './client-config.ts'
 import type { ServerAuth } from './discovery.ts'
+import { createDpopSigner, withDpop } from './dpop.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import type { FetchLike, UrlGuard } from './url-guard.ts'
@@ -27,7 +28,7 @@ export async function revokeTokens(
   deps: { fetch: FetchLike; guard: UrlGuard },
   auth: ServerAuth,
   client: ClientRegistration,
-  token: Pick<UpstreamToken, 'accessToken' | 'refreshToken'>,
+  token: Pick<UpstreamToken, 'accessToken' | 'refreshToken' | 'dpopKey'>,
   timeoutMs: number,
 ): Promise<RevocationOutcome> {
   if (!revocationEndpointOf(auth)) return { revoked: 'unsupported' }
@@ -38,9 +39,13 @@ export async function revokeTokens(
     return { revoked: false, reason: error instanceof Error ? error.message : 'the client configuration failed' }
   }
   const deadline = AbortSignal.timeout(timeoutMs)
-  const send = config[oidc.customFetch]!
-  config[oidc.customFetch] = (url, options) =>
-    send(url, { ...options, signal: options.signal ? AbortSignal.any([options.signal, deadline]) : deadline })
+  const guarded = config[oidc.customFetch]!
+  // A DPoP-bound grant is revoked with proofs of its key (openid-client sends none on revocation).
+  const send = token.dpopKey ? withDpop((url, init) => guarded(String(url), init as oidc.CustomFetchOptions), createDpopSigner(token.dpopKey)) : undefined
+  config[oidc.customFetch] = (url, options) => {
+    const bounded = { ...options, signal: options.signal ? AbortSignal.any([options.signal, deadline]) : deadline }
+    return send ? send(url, bounded as RequestInit) : guarded(url, bounded)
+  }
 
   // RFC 7009 §2.1: revoking the refresh token invalidates the grant's access tokens too where the
   // server can (oidc-provider revokes the whole grant); it goes first, as it is what outlives a reset.

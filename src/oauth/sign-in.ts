@@ -1,9 +1,10 @@
 import * as oidc from 'openid-client'
-import type { ServerConfig } from '../config/load-config.ts'
+import type { DpopMode, ServerConfig } from '../config/load-config.ts'
 import type { FlowStore } from '../store/flows.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { createClientConfiguration } from './client-config.ts'
-import type { ServerAuth } from './discovery.ts'
+import { DiscoveryError, type ServerAuth } from './discovery.ts'
+import { dpopOptions, newGrantKey } from './dpop.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import { toUpstreamToken } from './tokens-from-response.ts'
@@ -95,7 +96,7 @@ export async function finishSignIn(
   deps: SignInDeps,
   arrivedAt: URL,
   browserHash: string | undefined,
-  findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration } | undefined>,
+  findServer: (serverId: string) => Promise<{ auth: ServerAuth; client: ClientRegistration; dpop: DpopMode } | undefined>,
 ): Promise<FinishSignInResult> {
   const callbackQuery = arrivedAt.searchParams
   const state = callbackQuery.get('state')
@@ -136,11 +137,14 @@ export async function finishSignIn(
   const currentUrl = new URL(flow.redirectUri)
   currentUrl.search = callbackQuery.toString()
   try {
+    // RFC 9449 §5: a DPoP-bound grant, with a key pair of its own, where the server offers it.
+    const dpopKey = await newGrantKey(server.dpop, server.auth.metadata)
     const response = await oidc.authorizationCodeGrant(
       config,
       currentUrl,
       { pkceCodeVerifier: flow.codeVerifier, expectedState: state, idTokenExpected: false },
       { resource: flow.resource },
+      await dpopOptions(config, dpopKey),
     )
     const token = toUpstreamToken(response, {
       issuer: flow.issuer,
@@ -148,6 +152,7 @@ export async function finishSignIn(
       resource: flow.resource,
       requestedScope: flow.scope,
       now: deps.now(),
+      dpopKey,
     })
     return { kind: 'token', owner, serverId: flow.serverId, token }
   } catch (error) {
@@ -157,6 +162,7 @@ export async function finishSignIn(
       // forget its client registration, and every user of the server would be signed out.
       return { kind: 'failed', status: 400, owner, callbackError: error.error, message: `Sign-in was not completed: ${error.error_description || error.error}` }
     }
+    if (error instanceof DiscoveryError) return { kind: 'failed', status: 400, owner, message: `Sign-in could not be completed: ${error.message}` }
     const failure = describeOAuthFailure(error, 'Sign-in could not be completed')
     return { kind: 'failed', status: failure.transient ? 502 : 400, owner, message: failure.message, oauthError: failure.oauthError }
   }

@@ -3,6 +3,7 @@ import type { RelayDeps } from './deps.ts'
 import type { TokenOwner } from '../store/tokens.ts'
 import { confirmMessage, confirmSignIn, discardPendingSignIn, needAuthFields, pendingSignIn } from './pending-sign-in.ts'
 import { selectServers } from './select-servers.ts'
+import { enterpriseStatus } from './enterprise.ts'
 import { createLoginLink } from './sign-in-link.ts'
 import type { AuthStatusResult, Caller, ServerStatusEntry } from './types.ts'
 import { userSignIn } from './user-sign-in.ts'
@@ -44,6 +45,7 @@ async function statusOf(
     if (current.kind === 'token') return { ...base, status: 'authorized', auth: 'service_account', message: 'Connected through the server\'s service account; no sign-in needed.' }
     return { ...base, status: 'error', message: current.kind === 'none' ? 'No service account token.' : current.message }
   }
+  if (source.auth === 'enterprise') return enterpriseStatus(deps, caller, server, request)
   const { forceReauth } = request
   // SIGN_IN_CONFIRMATION=code: force_reauth drops a sign-in waiting for its code (a new link
   // follows); confirm_code tries the code on it. Either way the answer below says where it stands.

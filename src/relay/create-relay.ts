@@ -13,6 +13,7 @@ import { createTicketStore } from '../oauth/tickets.ts'
 import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
 import { createFileStore, type StoredFile } from '../store/files.ts'
 import { createFlowStore, type SignInFlow } from '../store/flows.ts'
+import { createIdentityStore, type ProviderIdentity } from '../store/identities.ts'
 import { createPendingSignInStore, type PendingSignIn } from '../store/pending-sign-ins.ts'
 import { keyFilePathBeside, loadOrCreateKeyFile } from '../store/key-file.ts'
 import { openStore, parseStoreUrl } from '../store/open-store.ts'
@@ -56,18 +57,21 @@ export async function createRelay(
   const store = await openStore(config.storeUrl, { logger, ...(options.storeKeyPrefix ? { keyPrefix: options.storeKeyPrefix } : {}) })
   const keys = encryptionKeys(config)
   const sealer = createSealer(keys)
-  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'tickets' | 'flows' | 'pending' | 'files' | 'inputs') =>
+  const sealed = <T>(name: 'tokens' | 'service-tokens' | 'clients' | 'tickets' | 'flows' | 'pending' | 'files' | 'inputs' | 'identities' | 'pending-identities') =>
     // Registrations are written once: moved to the newest key when read, so retiring an old key
-    // does not lose them (sealed-map.ts). Tokens move at their next refresh; flows, pending sign-ins
-    // and files live 10 minutes, the tickets' owner index a day.
+    // does not lose them (sealed-map.ts). Tokens and identities move at their next refresh; flows,
+    // pending sign-ins and files live 10 minutes, the tickets' owner index a day.
     createSealedMap<T>({ keyv: store.namespace(name), sealer, logger, resealOnRead: name === 'clients' })
 
   const guard = createUrlGuard({
     trustedHosts: config.trustedHosts,
-    // The operator's own URLs are trusted: each mcp_url's origin, and configured OAuth endpoints'.
-    configuredUrls: [...config.servers.values()].flatMap((server) =>
-      [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl].filter((url): url is string => Boolean(url)),
-    ),
+    // The operator's own URLs are trusted: each mcp_url's origin, configured OAuth endpoints', and
+    // the identity provider's configured issuer and token endpoint.
+    configuredUrls: [
+      ...[...config.servers.values()].flatMap((server) => [server.mcpUrl, server.oauth.authorizationUrl, server.oauth.tokenUrl]),
+      config.identityProvider?.issuer,
+      config.identityProvider?.tokenEndpoint,
+    ].filter((url): url is string => Boolean(url)),
     ...(options.lookup ? { lookup: options.lookup } : {}),
   })
   const timeoutMs = config.upstreamTimeoutMs
@@ -95,6 +99,8 @@ export async function createRelay(
     tokens,
     tickets: createTicketStore({ keyv: store.namespace('tickets'), links: sealed<string>('tickets') }),
     pendingSignIns: createPendingSignInStore({ map: sealed<PendingSignIn>('pending'), now }),
+    identities: createIdentityStore({ map: sealed<ProviderIdentity>('identities') }),
+    pendingIdentities: createPendingSignInStore({ map: sealed<PendingSignIn<ProviderIdentity>>('pending-identities'), now }),
     discovery: createDiscoveryCache({ keyv: store.namespace('discovery') }),
     stepUps: store.namespace('steps'),
     toolCache: createToolListCache({ keyv: store.namespace('tools'), now }),

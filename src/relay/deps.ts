@@ -13,6 +13,7 @@ import type { RefreshDeps } from '../oauth/refresh.ts'
 import type { SignInDeps } from '../oauth/sign-in.ts'
 import type { TicketStore } from '../oauth/tickets.ts'
 import type { FileStore } from '../store/files.ts'
+import type { IdentityStore, ProviderIdentity } from '../store/identities.ts'
 import type { PendingSignInStore } from '../store/pending-sign-ins.ts'
 import type { TokenOwner, TokenStore } from '../store/tokens.ts'
 import { tokenKey } from '../store/tokens.ts'
@@ -33,6 +34,9 @@ export interface RelayDeps {
   readonly tickets: TicketStore
   /** Sign-ins waiting for their confirmation code (SIGN_IN_CONFIRMATION=code). */
   readonly pendingSignIns: PendingSignInStore
+  /** Each user's identity at the enterprise identity provider (`grant_type: enterprise`), and provider sign-ins waiting for their code. */
+  readonly identities: IdentityStore
+  readonly pendingIdentities: PendingSignInStore<ProviderIdentity>
   readonly discovery: DiscoveryCache
   readonly stepUps: Keyv
   readonly toolCache: ToolListCache

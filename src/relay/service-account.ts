@@ -62,7 +62,7 @@ async function obtain(deps: RelayDeps, server: ServerConfig, owner: TokenOwner, 
   try {
     const token = await obtainServiceToken(deps.oauth, owner, stale, async () => {
       const { auth, client } = await resolveServerAuth(deps, server)
-      return { auth, client, scope: selectScope(server, auth, undefined) }
+      return { auth, client, scope: selectScope(server, auth, undefined), dpop: server.dpop }
     })
     return { kind: 'token', token, renewed: true }
   } catch (error) {

@@ -3,6 +3,7 @@ import { authStatus } from './auth-status.ts'
 import { callTool } from './call-tool.ts'
 import type { RelayDeps } from './deps.ts'
 import { listTools } from './list-tools.ts'
+import { submitIdentity } from './enterprise-identity.ts'
 import { reset } from './reset.ts'
 import { completeSignIn, describeSignIn, startSignIn } from './sign-in.ts'
 import type { RelayService } from './types.ts'
@@ -14,6 +15,7 @@ export function createRelayService(deps: RelayDeps, lifecycle: { ping(): Promise
     listTools: (caller, request) => listTools(deps, caller, request),
     callTool: (caller, request) => callTool(deps, caller, request),
     reset: (caller, request) => reset(deps, caller, request),
+    submitIdentity: (caller, request) => submitIdentity(deps, caller, request.idToken),
     listConnections: (admin, request) => listConnections(deps, admin, request),
     adminReset: (admin, request) => adminReset(deps, admin, request),
     describeSignIn: (ticketId) => describeSignIn(deps, ticketId),

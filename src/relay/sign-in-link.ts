@@ -18,17 +18,19 @@ export async function resolveServerAuth(
   server: ServerConfig,
   challenge?: Challenge,
 ): Promise<{ auth: ServerAuth; client: ClientRegistration }> {
-  const cached = await deps.discovery.get(server)
-  let auth: ServerAuth
-  if (cached?.kind === 'oauth' && !challenge?.resourceMetadataUrl) {
-    auth = cached.auth
-  } else {
-    auth = await discoverServerAuth(deps.oauth, server, challenge ?? {})
-    await deps.discovery.set(server, { kind: 'oauth', auth })
-    deps.logger.info({ serverId: server.serverId, issuer: auth.metadata.issuer, legacy: auth.legacy }, 'authorization server discovered')
-  }
+  const auth = await discoverServer(deps, server, challenge)
   const client = await ensureClientRegistration(deps.oauth.registration, server, auth, redirectUriFor(deps.config.callbackUrl, server, auth))
   return { auth, client }
+}
+
+/** The cached discovery, or a new one (with the 401 challenge when there is one). Throws DiscoveryError. */
+export async function discoverServer(deps: RelayDeps, server: ServerConfig, challenge?: Challenge): Promise<ServerAuth> {
+  const cached = await deps.discovery.get(server)
+  if (cached?.kind === 'oauth' && !challenge?.resourceMetadataUrl) return cached.auth
+  const auth = await discoverServerAuth(deps.oauth, server, challenge ?? {})
+  await deps.discovery.set(server, { kind: 'oauth', auth })
+  deps.logger.info({ serverId: server.serverId, issuer: auth.metadata.issuer, legacy: auth.legacy }, 'authorization server discovered')
+  return auth
 }
 
 /**

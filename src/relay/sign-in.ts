@@ -2,10 +2,13 @@ import type { ServerConfig } from '../config/load-config.ts'
 import { forgetClientRegistration } from '../oauth/registration.ts'
 import { beginSignIn, finishSignIn } from '../oauth/sign-in.ts'
 import { DiscoveryError } from '../oauth/discovery.ts'
+import { isProviderState } from '../oauth/identity-sign-in.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { hashConfirmationCode, newConfirmationCode } from './confirmation-code.ts'
 import { redirectUriFor } from '../oauth/redirect-uri.ts'
 import { poolKey, type RelayDeps } from './deps.ts'
+import { IDENTITY_PROVIDER_ID } from './enterprise-identity.ts'
+import { completeProviderSignIn, describeProviderSignIn, startProviderSignIn } from './provider-sign-in.ts'
 import { dropUserToolList } from './tool-lists.ts'
 import { revokeReplacedGrant, storeReplacingGrant } from './revoke-grant.ts'
 import { resolveServerAuth } from './sign-in-link.ts'
@@ -21,6 +24,7 @@ export function auditOf(owner: TokenOwner): { tenant: string; userId: string; se
 /** GET /oauth/start/:ticket — DESIGN.md §5 step 2, §6: what the confirmation page names. Uses nothing up. */
 export async function describeSignIn(deps: RelayDeps, ticketId: string): Promise<DescribeSignInResult> {
   const ticket = await deps.tickets.peek(ticketId)
+  if (ticket?.serverId === IDENTITY_PROVIDER_ID && deps.config.identityProvider) return describeProviderSignIn(deps, ticket)
   const server = ticket && deps.config.servers.get(ticket.serverId)
   if (!ticket || !server) return { kind: 'invalid', message: INVALID_LINK }
   return { kind: 'confirm', serverName: server.description || server.serverId, tenant: ticket.tenant, userId: ticket.userId }
@@ -44,6 +48,7 @@ export async function startSignIn(deps: RelayDeps, ticketId: string, browser: Br
     }
   }
   const ticket = await deps.tickets.take(ticketId)
+  if (ticket?.serverId === IDENTITY_PROVIDER_ID && deps.config.identityProvider) return startProviderSignIn(deps, ticket, browser.browserHash)
   const server = ticket && deps.config.servers.get(ticket.serverId)
   if (!ticket || !server) return { kind: 'invalid', message: INVALID_LINK }
   try {
@@ -67,9 +72,10 @@ export async function startSignIn(deps: RelayDeps, ticketId: string, browser: Br
 
 /** GET /oauth/callback — DESIGN.md §5, sign-in step 3. */
 export async function completeSignIn(deps: RelayDeps, callbackUrl: URL, browserHash: string | undefined): Promise<CompleteSignInResult> {
+  if (isProviderState(callbackUrl.searchParams.get('state')) && deps.config.identityProvider) return completeProviderSignIn(deps, callbackUrl, browserHash)
   const result = await finishSignIn(deps.oauth, callbackUrl, browserHash, async (serverId) => {
     const server = deps.config.servers.get(serverId)
-    return server ? resolveServerAuth(deps, server) : undefined
+    return server ? { ...(await resolveServerAuth(deps, server)), dpop: server.dpop } : undefined
   })
   if (result.kind === 'failed') {
     const server = result.owner && deps.config.servers.get(result.owner.serverId)

@@ -18,15 +18,16 @@ export type NoToken =
 export type TokenFor = { kind: 'token'; token: UpstreamToken; renewed: boolean } | NoToken
 
 /**
- * One way of obtaining the bearer token for a server: each user's own sign-in
- * (`authorization_code`, user-sign-in.ts) or the server's service account (`client_credentials`,
- * service-account.ts). The call path (upstream-access.ts) asks a source for "a token for this
+ * One way of obtaining the access token for a server: each user's own sign-in
+ * (`authorization_code`, user-sign-in.ts), the server's service account (`client_credentials`,
+ * service-account.ts), the user's enterprise identity (`enterprise`, enterprise.ts) or the
+ * workload's identity (`workload_identity`, workload-identity.ts). The call path (upstream-access.ts) asks a source for "a token for this
  * owner" and tells it what the server answered; how a token is stored, refreshed or obtained,
  * and what the caller is told when there is none, stays with the source.
  */
 export interface TokenSource {
   /** What auth-status reports for an authorized server. */
-  readonly auth: 'user' | 'service_account'
+  readonly auth: 'user' | 'service_account' | 'enterprise'
   /** Whose token a call by `caller` sends: its pooled session and per-user tool list go with it. */
   ownerOf(caller: Caller, server: ServerConfig): TokenOwner
   /**

@@ -20,8 +20,8 @@ export interface ServerStatusEntry {
   server_id: string
   description: string
   status: ServerStatus
-  /** How an `authorized` server is reached: the user's own sign-in, or the server's service account. */
-  auth?: 'user' | 'service_account'
+  /** How an `authorized` server is reached: the user's own sign-in, the server's service account, or the user's enterprise identity. */
+  auth?: 'user' | 'service_account' | 'enterprise'
   login_url?: string
   /** SIGN_IN_CONFIRMATION=code: signed in in the browser, waiting for the one-time code (no login_url then). */
   pending_confirmation?: true
@@ -102,6 +102,8 @@ export interface ResetResult {
   deleted_server_ids: string[]
   /** One entry per deleted grant: whether its authorization server revoked it (RFC 7009, DESIGN.md §4). */
   servers: Array<{ server_id: string; revoked: true | false | 'unsupported' }>
+  /** A reset of every server deleted the user's identity at the enterprise identity provider: whether the provider revoked it. */
+  identity_provider?: { revoked: true | false | 'unsupported' }
   message: string
 }
 
@@ -168,6 +170,11 @@ export interface RelayService {
     request: { serverId: string; toolName: string; input: Record<string, unknown>; inputRef?: string | undefined; inputResponse?: unknown },
   ): Promise<CallToolResult>
   reset(caller: Caller, request: { serverId: string | undefined }): Promise<ResetResult>
+  /**
+   * POST /oauth/identity: keeps the user's ID token at the identity provider for enterprise
+   * servers. Throws RelayError INVALID_INPUT (the token does not fit) or NOT_FOUND (no provider).
+   */
+  submitIdentity(caller: Caller, request: { idToken: string }): Promise<{ ok: true; expires_at: string }>
   /** GET /admin/connections; an unknown cursor throws RelayError INVALID_INPUT. */
   listConnections(admin: AdminCaller, request: ConnectionsRequest): Promise<ConnectionsResult>
   /** POST /admin/reset: reset() for any tenant's user. */

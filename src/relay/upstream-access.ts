@@ -6,6 +6,7 @@ import { connectUpstream, isEraRefused, isSessionLost, type ConnectMode } from '
 import type { EraVerdict } from '../mcp/eras.ts'
 import type { OpenSession } from '../mcp/pool.ts'
 import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../mcp/upstream-fetch.ts'
+import { createDpopKeyring, withDpop } from '../oauth/dpop.ts'
 import { findRefusal } from '../oauth/url-guard.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { poolKey, timeoutFor, type RelayDeps } from './deps.ts'
@@ -15,15 +16,20 @@ import { dropToolList } from './tool-lists.ts'
 import type { Caller } from './types.ts'
 import { cleanMcpMessage } from './user-action.ts'
 import { userSignIn } from './user-sign-in.ts'
+import { enterprise } from './enterprise.ts'
+import { workloadIdentity } from './workload-identity.ts'
 
 export type Access<T> = { kind: 'ok'; value: T; authorized: boolean } | NoToken
 
 /** Renewals one call may make: a refresh, then a token another request stored meanwhile (twice at most). */
 const MAX_RENEWALS = 3
 
-/** The way `server` authorizes its callers: each user's sign-in, or its service account. */
+/** The keys of DPoP-bound tokens in use (RFC 9449), for the requests of the sessions that send them. */
+const dpopKeys = createDpopKeyring(10_000)
+
+/** The way `server` authorizes its callers: each user's sign-in, its service account, the user's enterprise identity, or its workload identity. */
 export function tokenSourceFor(server: ServerConfig): TokenSource {
-  return server.grantType === 'client_credentials' ? serviceAccount : userSignIn
+  return { client_credentials: serviceAccount, workload_identity: workloadIdentity, enterprise: enterprise, authorization_code: userSignIn }[server.grantType]
 }
 
 /**
@@ -64,6 +70,7 @@ export async function withUpstream<T>(
   let renewals = 0
   for (;;) {
     try {
+      if (token) dpopKeys.remember(token)
       const accessToken = token?.accessToken
       const session = await sessionFor(deps, server, owner, timeoutMs)
       const value = await runInCall(accessToken, () =>
@@ -176,7 +183,16 @@ function connect(
   }
   return connectUpstream({
     url: server.mcpUrl,
-    fetch: createUpstreamFetch({ accessToken, maxResponseBytes: deps.maxUpstreamResponseBytes, fetch: deps.upstreamFetch }),
+    fetch: createUpstreamFetch({
+      accessToken,
+      // RFC 9449: a DPoP-bound token is presented with a proof of its key on every request.
+      presentWith: (token, fetch) => {
+        const signer = dpopKeys.signerFor(token)
+        return signer && withDpop(fetch, signer, token)
+      },
+      maxResponseBytes: deps.maxUpstreamResponseBytes,
+      fetch: deps.upstreamFetch,
+    }),
     timeoutMs,
     mode,
     onClose,

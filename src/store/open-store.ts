@@ -14,7 +14,7 @@ import { createKeyRangeIndex, createRedisTokenIndex, selectMapKeys, type TokenIn
 
 export type { StoreKind } from './store-unavailable.ts'
 
-export const NAMESPACE_NAMES = ['tokens', 'service-tokens', 'clients', 'discovery', 'tickets', 'flows', 'pending', 'tools', 'steps', 'files', 'eras', 'inputs'] as const
+export const NAMESPACE_NAMES = ['tokens', 'service-tokens', 'clients', 'discovery', 'tickets', 'flows', 'pending', 'tools', 'steps', 'files', 'eras', 'inputs', 'identities', 'pending-identities'] as const
 export type NamespaceName = (typeof NAMESPACE_NAMES)[number]
 
 /**

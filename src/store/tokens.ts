@@ -1,3 +1,4 @@
+import type { webcrypto } from 'node:crypto'
 import type { SealedMap } from './sealed-map.ts'
 import { parseStoreKey, storeKey } from './keys.ts'
 import type { TokenIndex } from './token-index.ts'
@@ -14,6 +15,16 @@ export interface UpstreamToken {
   readonly clientId: string
   readonly resource: string
   readonly obtainedAt: number
+  /** `DPoP`: bound to `dpopKey` (RFC 9449) and sent with a proof; absent or `Bearer`: a bearer token. */
+  readonly tokenType?: 'Bearer' | 'DPoP'
+  /** The grant's DPoP key pair, sealed with its tokens (oauth/dpop.ts). */
+  readonly dpopKey?: StoredDpopKey
+}
+
+/** A DPoP key pair as stored: its JWS algorithm and its private JWK, public members included. */
+export interface StoredDpopKey {
+  readonly alg: string
+  readonly jwk: webcrypto.JsonWebKey
 }
 
 export interface TokenOwner {

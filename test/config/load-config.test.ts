@@ -166,7 +166,7 @@ describe('loadConfig', () => {
     [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_private_key_file: '/nonexistent/key.pem' }]) }, /\(docs\): client_private_key_file: cannot read \/nonexistent\/key\.pem \(ENOENT\)$/],
     [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_private_key: EC_PEM, client_signing_alg: 'RS256' }]) }, /\(docs\): client_private_key: a ec key cannot sign with RS256$/],
     [{ MCP_SERVERS_JSON: json([{ ...server, grant_type: 'client_credentials', client_id: 'svc', client_secret: 's3cret-value', token_endpoint_auth_method: 'private_key_jwt' }]) }, /\(docs\): token_endpoint_auth_method: must be "client_secret_basic" or "client_secret_post" with client_secret$/],
-    [{ MCP_SERVERS_JSON: json([{ ...server, client_id: 'svc', client_private_key: EC_PEM }]) }, /\(docs\): grant_type: a private key \(private_key_jwt\) is only used with grant_type "client_credentials"$/],
+    [{ MCP_SERVERS_JSON: json([{ ...server, client_id: 'svc', client_private_key: EC_PEM }]) }, /\(docs\): grant_type: a private key \(private_key_jwt\) is only used with grant_type "client_credentials" or "enterprise"$/],
   ])('refuses %o with one line naming it', (env, message) => {
     let thrown: unknown
     try {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // its own HTTP routes as Dify and a browser would. Every scenario must end with no FAILURE and no
 // WARNING check, and the runner must report the scenario passed.
 
-/** `--suite auth` of 0.1.16, the 2025-03-26 backcompat scenarios, the draft resource check, and the core client scenarios. */
+/** `--suite auth` of 0.1.16, the 2025-03-26 backcompat scenarios, the draft resource check, the enterprise extension, and the core client scenarios. */
 const SCENARIOS = [
   'auth/metadata-default',
   'auth/metadata-var1',
@@ -33,6 +33,7 @@ const SCENARIOS = [
   'auth/offline-access-not-supported',
   'auth/client-credentials-basic',
   'auth/client-credentials-jwt',
+  'auth/cross-app-access-complete-flow',
   'initialize',
   'tools_call',
   'sse-retry',
@@ -44,7 +45,6 @@ const SCENARIOS = [
  */
 const NOT_RUN: Record<string, string> = {
   'elicitation-sep1034-client-defaults': 'the relay has no user at hand to accept a form; it refuses form elicitation (DESIGN.md §4)',
-  'auth/cross-app-access-complete-flow': 'needs an enterprise IdP token (SEP-990); the relay has no such token source yet',
 }
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))

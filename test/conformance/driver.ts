@@ -10,6 +10,9 @@
 // call again. It exits non-zero when the relay cannot complete that (some scenarios expect it).
 
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import pino from 'pino'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config/load-config.ts'
@@ -36,6 +39,13 @@ interface ScenarioContext {
   /** The client-credentials scenarios: a service account's key (PKCS #8 PEM) and its JWS algorithm. */
   private_key_pem?: string
   signing_algorithm?: string
+  /** The enterprise scenario (SEP-990): the identity provider, the relay's client there, and the user's ID token. */
+  idp_issuer?: string
+  idp_client_id?: string
+  idp_token_endpoint?: string
+  idp_id_token?: string
+  /** The workload identity scenario: the workload's JWT (and ones the server refuses). */
+  valid_jwt?: string
 }
 
 /** Scenarios whose server expects a service account (grant_type client_credentials), not a user's sign-in. */
@@ -55,6 +65,9 @@ async function main(): Promise<void> {
 
   const relay = await startRelay(serverUrl, context, SERVICE_ACCOUNT_SCENARIOS.has(scenario))
   try {
+    // Enterprise-managed authorization: the application in front of Dify hands over the user's
+    // ID token (POST /oauth/identity); no browser sign-in follows.
+    if (context.idp_id_token) await relay.post('/oauth/identity', { user_id: USER_ID, id_token: context.idp_id_token })
     let listed = await relay.post('/tools/list-tools', { user_id: USER_ID })
     for (let signIns = 0; listed.auth_required.length > 0; signIns++) {
       if (signIns === MAX_SIGN_INS) throw new Error(`still asked to sign in after ${MAX_SIGN_INS} sign-ins`)
@@ -94,12 +107,18 @@ async function signIn(loginUrl: string): Promise<void> {
 
 async function startRelay(serverUrl: string, context: ScenarioContext, serviceAccount: boolean) {
   const port = await freePort()
+  const assertionFile = context.valid_jwt ? join(mkdtempSync(join(tmpdir(), 'conformance-wif-')), 'token') : undefined
+  if (assertionFile) writeFileSync(assertionFile, `${context.valid_jwt}\n`)
+  const grantType = context.idp_issuer ? 'enterprise' : assertionFile ? 'workload_identity' : serviceAccount ? 'client_credentials' : undefined
   const config = loadConfig({
     PORT: String(port),
     HOST: '127.0.0.1',
     PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
     RELAY_API_KEYS: API_KEY,
     MCP_SERVERS_JSON: JSON.stringify({
+      ...(context.idp_issuer
+        ? { identity_provider: { issuer: context.idp_issuer, client_id: context.idp_client_id, token_endpoint: context.idp_token_endpoint } }
+        : {}),
       servers: [
         {
           server_id: SERVER_ID,
@@ -107,7 +126,8 @@ async function startRelay(serverUrl: string, context: ScenarioContext, serviceAc
           mcp_url: serverUrl,
           ...(context.client_id ? { client_id: context.client_id } : {}),
           ...(context.client_secret ? { client_secret: context.client_secret } : {}),
-          ...(serviceAccount ? { grant_type: 'client_credentials' } : {}),
+          ...(grantType ? { grant_type: grantType } : {}),
+          ...(assertionFile ? { assertion_file: assertionFile } : {}),
           ...(context.private_key_pem ? { client_private_key: context.private_key_pem } : {}),
           ...(context.signing_algorithm ? { client_signing_alg: context.signing_algorithm } : {}),
         },

@@ -75,6 +75,10 @@ export function createRecordingRelay(config: RelayConfig, overrides: Partial<Rel
       calls.push({ method: 'reset', caller, request })
       return { user_id: caller.userId, deleted_server_ids: request.serverId ? [request.serverId] : ['notion', 'docs'], servers: [], message: 'done' }
     },
+    async submitIdentity(caller, request) {
+      calls.push({ method: 'submitIdentity', caller, request })
+      return { ok: true, expires_at: '2030-01-01T00:00:00.000Z' }
+    },
     async listConnections(admin, request) {
       calls.push({ method: 'listConnections', request: { admin, ...request } })
       return { connections: [], next_cursor: null }

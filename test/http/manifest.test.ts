@@ -3,7 +3,7 @@ import { parse } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { parameterForm, RESET_OPERATION, type FieldName } from '../../src/http/schemas.ts'
+import { IDENTITY_OPERATION, parameterForm, RESET_OPERATION, type FieldName } from '../../src/http/schemas.ts'
 import { makeApp } from './helpers.ts'
 
 /** manifest.yaml must say what the code validates and what /openapi.json serves. */
@@ -78,12 +78,15 @@ describe('manifest.yaml', () => {
     }
   })
 
-  it('lists the two endpoints, and reset takes the parameters its schema declares', async () => {
-    expect(manifest.endpoints.map(({ path, method }: any) => `${method} ${path}`)).toEqual(['GET /oauth/callback', 'POST /oauth/reset'])
+  it('lists the three endpoints, and reset and identity take the parameters their schemas declare', async () => {
+    expect(manifest.endpoints.map(({ path, method }: any) => `${method} ${path}`)).toEqual(['GET /oauth/callback', 'POST /oauth/reset', 'POST /oauth/identity'])
     const reset = manifest.endpoints.find((endpoint: any) => endpoint.path === '/oauth/reset')
     expect(reset.parameters).toEqual(parametersOf(z.toJSONSchema(RESET_OPERATION.body, { target: 'openapi-3.0' })))
-    // Both exist: reset asks for the API key, the callback answers its page.
+    const identity = manifest.endpoints.find((endpoint: any) => endpoint.path === '/oauth/identity')
+    expect(identity.parameters).toEqual(parametersOf(z.toJSONSchema(IDENTITY_OPERATION.body, { target: 'openapi-3.0' })))
+    // All exist: reset and identity ask for the API key, the callback answers its page.
     expect((await app.inject({ method: 'POST', url: '/oauth/reset', payload: {} })).statusCode).toBe(401)
+    expect((await app.inject({ method: 'POST', url: '/oauth/identity', payload: {} })).statusCode).toBe(401)
     expect((await app.inject({ method: 'GET', url: '/oauth/callback?code=c&state=s' })).statusCode).toBe(200)
   })
 })

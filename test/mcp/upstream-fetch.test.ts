@@ -1,7 +1,7 @@
 // The fetch under every pooled transport, against a real SDK MCP server.
 import { getEventListeners } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createUpstreamFetch, UpstreamTooLargeError } from '../../src/mcp/upstream-fetch.ts'
+import { createUpstreamFetch, UpstreamAuthError, UpstreamTooLargeError } from '../../src/mcp/upstream-fetch.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 
 let upstream: McpUpstream
@@ -86,5 +86,22 @@ describe('createUpstreamFetch', () => {
     token = 'second'
     await (await post(upstreamFetch, new AbortController().signal)).text()
     expect(seen).toEqual(['Bearer first', 'Bearer second'])
+  })
+
+  it('reads a 401 that challenges with the DPoP scheme as one with Bearer (resource_metadata, scope)', async () => {
+    const dpopChallenging = await startMcpUpstream({ auth: { issuer: 'https://as.example.com', challengeScheme: 'DPoP', challengeScope: 'mcp:read' } })
+    try {
+      const upstreamFetch = createUpstreamFetch({ accessToken: () => undefined, maxResponseBytes: 1024 * 1024 })
+      const refused = await upstreamFetch(dpopChallenging.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify(initialize),
+      }).catch((error: unknown) => error)
+      expect(refused).toBeInstanceOf(UpstreamAuthError)
+      expect((refused as UpstreamAuthError).status).toBe(401)
+      expect((refused as UpstreamAuthError).challenge).toEqual({ resourceMetadataUrl: new URL(dpopChallenging.resourceMetadataUrl!), scope: 'mcp:read', error: undefined })
+    } finally {
+      await dpopChallenging.close()
+    }
   })
 })

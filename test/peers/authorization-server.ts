@@ -35,6 +35,13 @@ export interface AuthorizationServerOptions {
   port?: number
   /** RFC 7009 token revocation (and `revocation_endpoint` in the metadata); default true. */
   revocation?: boolean
+  /**
+   * RFC 9449: DPoP-bound tokens for requests with a proof (`dpop_signing_alg_values_supported` in
+   * the metadata); `requireNonce` makes every proof carry a nonce of this server's (§8). Default off.
+   */
+  dpop?: { requireNonce?: boolean }
+  /** Called with the provider before it serves: more grant types (test/peers/extension-grants.ts). */
+  extend?: (provider: Provider) => void
 }
 
 export interface TokenRequestRecord {
@@ -95,7 +102,8 @@ const NON_RESOURCE_SCOPES = new Set(['openid', 'offline_access'])
 
 // One RSA key per process: generating it costs ~50 ms and every server in a test file can share it.
 let signingKey: Promise<Record<string, unknown>> | undefined
-function getSigningKey(): Promise<Record<string, unknown>> {
+/** The private JWK (RS256, kid peer-rs256) every peer server signs with and publishes at its jwks_uri. */
+export function getSigningKey(): Promise<Record<string, unknown>> {
   signingKey ??= promisify(generateKeyPair)('rsa', { modulusLength: 2048 }).then(({ privateKey }) => ({
     ...privateKey.export({ format: 'jwk' }),
     kid: 'peer-rs256',
@@ -174,6 +182,9 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       // RFC 7009 §2.1: a client revokes only tokens issued to it.
       revocation: { enabled: opts.revocation ?? true, allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId },
       introspection: { enabled: true },
+      dPoP: opts.dpop
+        ? { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => opts.dpop?.requireNonce ?? false }
+        : { enabled: false },
       resourceIndicators: {
         enabled: true,
         // No resource requested: no default (the token is then for the userinfo endpoint only).
@@ -198,6 +209,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
   }
 
   const provider = new Provider(issuer, configuration)
+  opts.extend?.(provider)
   const record = (ctx: KoaContextWithOIDC, ok: boolean, error?: string) => {
     const oidc = ctx.oidc
     const params = (oidc.params ?? {}) as Record<string, unknown>

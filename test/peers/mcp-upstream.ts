@@ -2,7 +2,8 @@
 // Streamable HTTP with stateful sessions (one McpServer per session), or the legacy HTTP+SSE
 // transport only. With `auth`, it is an OAuth protected resource: RFC 9728 metadata, bearer JWTs
 // checked against the issuer's JWKS (iss, exp, aud = this server's URL), RFC 6750 challenges,
-// and per-tool scope requirements answered with 403 insufficient_scope (MCP step-up).
+// DPoP-bound tokens only with a proof of their key (RFC 9449, test/peers/dpop-proof.ts), and
+// per-tool scope requirements answered with 403 insufficient_scope (MCP step-up).
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -12,6 +13,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import { bearerChallenge, createTokenVerifier, missingScopes, subjectOf } from './bearer-auth.ts'
+import { createDpopProofChecker } from './dpop-proof.ts'
 import { readBody } from './read-body.ts'
 import { BASE_TOOLS, fillerTool, listTools, registerTool, type ToolSpec } from './upstream-tools.ts'
 
@@ -27,6 +29,10 @@ export interface McpUpstreamOptions {
     scopesSupported?: string[]
     /** Put resource_metadata into challenges; default true. False makes clients probe the well-known URLs. */
     challengeResourceMetadata?: boolean
+    /** The scheme of the 401 challenge to a request without a token: default Bearer; DPoP as RFC 9449 §7.1 allows. */
+    challengeScheme?: 'Bearer' | 'DPoP'
+    /** Every DPoP proof must carry this server's nonce (RFC 9449 §9); default false. */
+    demandDpopNonce?: boolean
   }
   /** Default 'streamable' (stateful sessions); 'sse' is the legacy HTTP+SSE transport only. */
   transport?: 'streamable' | 'sse'
@@ -62,6 +68,10 @@ export interface McpUpstreamCounters {
   foreignSession: number
   /** Every HTTP request to the MCP endpoint(s), answered or refused. */
   requests: number
+  /** Requests presenting a DPoP-bound token that were let through (with a valid proof). */
+  dpopRequests: number
+  /** 401 answers asking for the DPoP nonce. */
+  dpopNonceChallenges(): number
   sessionsOpen(): number
 }
 
@@ -102,7 +112,7 @@ interface Session {
 
 type AuthedRequest = IncomingMessage & { auth?: AuthInfo }
 
-interface Refusal { kind: 'refused'; status: 401 | 403; challenge: string; error: string; description: string }
+interface Refusal { kind: 'refused'; status: 401 | 403; challenge: string; error: string; description: string; dpopNonce?: string }
 type AuthOutcome = { kind: 'ok'; authInfo: AuthInfo | undefined } | Refusal
 
 export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<McpUpstream> {
@@ -113,9 +123,11 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
   let addedCount = 0
   const sessions = new Map<string, Session>()
   const scopesRequiredFor = new Map<string, string[]>()
+  const dpop = createDpopProofChecker({ demandNonce: opts.auth?.demandDpopNonce ?? false })
   const counters: McpUpstreamCounters = {
-    initialize: 0, toolsList: 0, toolsCall: 0, unauthorized: 0, forbidden: 0, foreignSession: 0, requests: 0,
+    initialize: 0, toolsList: 0, toolsCall: 0, unauthorized: 0, forbidden: 0, foreignSession: 0, requests: 0, dpopRequests: 0,
     sessionsOpen: () => sessions.size,
+    dpopNonceChallenges: () => dpop.nonceChallenges,
   }
 
   const server = createServer((req, res) => {
@@ -160,15 +172,16 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
     if (!opts.auth || !verifier) return { kind: 'ok', authInfo: undefined }
     const header = req.headers.authorization
     if (!header) {
+      const challenge = bearerChallenge({ resource_metadata: challengeMetadata, scope: opts.auth.challengeScope })
       return {
         kind: 'refused', status: 401, error: 'invalid_request', description: 'bearer token required',
-        challenge: bearerChallenge({ resource_metadata: challengeMetadata, scope: opts.auth.challengeScope }),
+        challenge: opts.auth.challengeScheme === 'DPoP' ? challenge.replace(/^Bearer/, 'DPoP') : challenge,
       }
     }
-    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1]
+    const [, scheme = '', token] = /^(Bearer|DPoP)\s+(\S+)$/i.exec(header) ?? []
     let authInfo: AuthInfo
     try {
-      if (!token) throw new Error('the Authorization header is not a bearer token')
+      if (!token) throw new Error('the Authorization header is not a bearer or DPoP token')
       authInfo = await verifier(token)
     } catch (err) {
       // RFC 6750 §3: error_description is printable ASCII without '"' and '\'.
@@ -181,6 +194,17 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
         }),
       }
     }
+    const jkt = (authInfo.extra?.claims as { cnf?: { jkt?: string } } | undefined)?.cnf?.jkt
+    const proof = await dpop.check(req, { scheme: scheme.toLowerCase(), token, jkt, url: new URL(req.url ?? '/', origin).href })
+    if (!proof.ok) {
+      // RFC 9449 §7.1: the DPoP scheme's challenge; §9: with the nonce to use.
+      return {
+        kind: 'refused', status: 401, error: proof.error, description: proof.description,
+        challenge: bearerChallenge({ error: proof.error, error_description: proof.description, resource_metadata: challengeMetadata }).replace(/^Bearer/, 'DPoP'),
+        ...(proof.error === 'use_dpop_nonce' ? { dpopNonce: dpop.nonce() } : {}),
+      }
+    }
+    if (jkt) counters.dpopRequests++
     const missing = missingScopes(authInfo, opts.auth.requiredScopes ?? [])
     if (missing.length) return insufficientScope(opts.auth.requiredScopes ?? [])
     return { kind: 'ok', authInfo }
@@ -260,6 +284,7 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
     if (outcome.status === 401) counters.unauthorized++
     else counters.forbidden++
     res.setHeader('www-authenticate', outcome.challenge)
+    if (outcome.dpopNonce) res.setHeader('dpop-nonce', outcome.dpopNonce)
     sendJson(res, outcome.status, { error: outcome.error, error_description: outcome.description })
   }
 

@@ -34,6 +34,8 @@ export const OTHER_TENANT_KEY = 'other-key-0123456789abcdef'
  */
 export async function startRelay(options: {
   servers: object[]
+  /** The servers file's top-level identity_provider (grant_type "enterprise"). */
+  identityProvider?: object
   env?: Record<string, string>
   now?: () => number
   /** Where the relay's log lines go, at env LOG_LEVEL, redacted as in main.ts; default no logging. */
@@ -51,7 +53,7 @@ export async function startRelay(options: {
     HOST: '127.0.0.1',
     PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
     RELAY_API_KEYS: `${TEST_API_KEY},other:${OTHER_TENANT_KEY}`,
-    MCP_SERVERS_JSON: JSON.stringify({ servers: options.servers }),
+    MCP_SERVERS_JSON: JSON.stringify({ servers: options.servers, ...(options.identityProvider ? { identity_provider: options.identityProvider } : {}) }),
     STORE_URL: 'memory://',
     LOG_LEVEL: 'silent',
     ...options.env,
