@@ -184,8 +184,9 @@ describe('DPoP-bound tokens', () => {
       expect(status.body.servers[0]).toMatchObject({ status: 'need_auth' })
       const redirect = await pressContinue(status.body.servers[0].login_url)
       expect(redirect.status).toBe(302)
-      // MCP "Scope Selection Strategy": the challenge's scope, not scopes_supported.
-      expect(new URL(redirect.headers.get('location')!).searchParams.get('scope')).toBe('mcp:read')
+      // MCP "Scope Selection Strategy": the challenge's scope, not scopes_supported (and
+      // offline_access, which this authorization server lists: SEP-2207).
+      expect(new URL(redirect.headers.get('location')!).searchParams.get('scope')).toBe('mcp:read offline_access')
     } finally {
       await other.close()
       await challenging.close()
