@@ -2,7 +2,8 @@
 // stateless (one McpServer per HTTP request, createMcpHandler), `server/discover`, questions as
 // `input_required` results (forms, URL mode, several at once, requestState, rounds without end), SEP-2243 header mirroring (`x-mcp-header`), SEP-2549 caching hints, binary content. With
 // `auth` it is an OAuth protected resource as mcp-upstream.ts is: RFC 9728 metadata, bearer JWTs
-// checked against the issuer's JWKS, RFC 6750 challenges, 403 insufficient_scope per tool. By
+// checked against the issuer's JWKS, RFC 6750 challenges, 403 insufficient_scope per tool, DPoP-bound
+// tokens only with a proof of their key (RFC 9449, dpop-proof.ts). By
 // default it speaks 2026-07-28 only (a 2025 `initialize` is refused: HTTP 400, -32022).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -11,10 +12,12 @@ import { createMcpHandler, inputRequired, McpServer, type CallToolResult, type I
 import * as z from 'zod'
 import { binaryBytes } from './answering-server.ts'
 import { bearerChallenge, createTokenVerifier, missingScopes } from './bearer-auth.ts'
+import { createDpopProofChecker } from './dpop-proof.ts'
 import { readBody } from './read-body.ts'
 
 export interface ModernUpstreamOptions {
-  auth?: { issuer: string; scopesSupported?: string[] }
+  /** DPoP-bound tokens (`cnf.jkt`) are let through only with the DPoP scheme and a fresh proof of their key. */
+  auth?: { issuer: string; scopesSupported?: string[]; demandDpopNonce?: boolean }
   /** SEP-2549 hints on tools/list; default the SDK's (ttlMs 0, cacheScope private). */
   listHints?: { ttlMs?: number; cacheScope?: 'public' | 'private' }
   /** Also serve 2025-era clients (statelessly), as the SDK does by default; default false. */
@@ -42,6 +45,8 @@ export interface ModernUpstream {
   resourceMetadataUrl: string
   /** Every POST to the MCP endpoint, in order. */
   seen: SeenRequest[]
+  /** Requests presenting a DPoP-bound token with a valid proof, and 401s asking for the DPoP nonce. */
+  dpop: { requests: number; nonceChallenges(): number }
   /** tools/call answers 403 insufficient_scope for `tool` unless the token has all of `scopes`. */
   setScopesRequiredFor(tool: string, scopes: string[]): void
   close(): Promise<void>
@@ -167,6 +172,8 @@ function buildServer(options: ModernUpstreamOptions, sub: string | undefined): M
 export async function startModernUpstream(options: ModernUpstreamOptions = {}): Promise<ModernUpstream> {
   const seen: SeenRequest[] = []
   const scopesRequiredFor = new Map<string, string[]>()
+  const dpopChecker = createDpopProofChecker({ demandNonce: options.auth?.demandDpopNonce ?? false })
+  const dpop = { requests: 0, nonceChallenges: () => dpopChecker.nonceChallenges }
   // Per request, the verified subject for the factory (createMcpHandler's authInfo pass-through).
   const handler = createMcpHandler(({ authInfo }) => buildServer(options, authInfo?.extra?.sub as string | undefined), {
     legacy: options.legacy ? 'stateless' : 'reject',
@@ -217,11 +224,14 @@ export async function startModernUpstream(options: ModernUpstreamOptions = {}): 
 
     let authInfo: { token: string; clientId: string; scopes: string[]; extra: { sub: unknown } } | undefined
     if (options.auth && verifier) {
-      const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1]
+      const [, scheme = '', token] = /^(Bearer|DPoP)\s+(\S+)$/i.exec(req.headers.authorization ?? '') ?? []
+      let jkt: string | undefined
       try {
         if (!token) throw new Error('bearer token required')
         const info = await verifier(token)
-        authInfo = { token, clientId: info.clientId, scopes: info.scopes, extra: { sub: (info.extra?.claims as { sub?: unknown } | undefined)?.sub } }
+        const claims = info.extra?.claims as { sub?: unknown; cnf?: { jkt?: string } } | undefined
+        jkt = claims?.cnf?.jkt
+        authInfo = { token, clientId: info.clientId, scopes: info.scopes, extra: { sub: claims?.sub } }
       } catch (error) {
         const description = (error instanceof Error ? error.message : String(error)).replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, '?')
         res.writeHead(401, {
@@ -231,6 +241,19 @@ export async function startModernUpstream(options: ModernUpstreamOptions = {}): 
         res.end(JSON.stringify({ error: 'invalid_token' }))
         return
       }
+      const proof = await dpopChecker.check(req, { scheme: scheme.toLowerCase(), token, jkt, url })
+      if (!proof.ok) {
+        // RFC 9449 §7.1: the DPoP scheme's challenge; §9: with the nonce to use.
+        const nonce = proof.error === 'use_dpop_nonce' ? dpopChecker.nonce() : undefined
+        res.writeHead(401, {
+          'www-authenticate': bearerChallenge({ error: proof.error, error_description: proof.description, resource_metadata: resourceMetadataUrl }).replace(/^Bearer/, 'DPoP'),
+          ...(nonce ? { 'dpop-nonce': nonce } : {}),
+          'content-type': 'application/json',
+        })
+        res.end(JSON.stringify({ error: proof.error }))
+        return
+      }
+      if (jkt) dpop.requests++
       record.authorized = true
       const needed = message.method === 'tools/call' ? scopesRequiredFor.get(String(message.params?.name)) : undefined
       if (needed && missingScopes({ token: authInfo.token, clientId: authInfo.clientId, scopes: authInfo.scopes }, needed).length > 0) {
@@ -265,6 +288,7 @@ export async function startModernUpstream(options: ModernUpstreamOptions = {}): 
     url,
     resourceMetadataUrl,
     seen,
+    dpop,
     setScopesRequiredFor: (tool, scopes) => void scopesRequiredFor.set(tool, scopes),
     async close() {
       await handler.close()

@@ -1,12 +1,14 @@
 // DPoP (RFC 9449) through the relay's routes, against real peers: oidc-provider issuing
-// DPoP-bound tokens (features.dPoP, nonces on for some), and an SDK MCP server that accepts a
-// bound token only with the DPoP scheme and a fresh proof of its key (test/peers/dpop-proof.ts).
+// DPoP-bound tokens (features.dPoP, nonces on for some), and SDK MCP servers of both eras
+// (2025-11-25 sessions, 2026-07-28 stateless) that accept a bound token only with the DPoP
+// scheme and a fresh proof of its key (test/peers/dpop-proof.ts).
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { calculateJwkThumbprint, decodeJwt, exportJWK, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../peers/authorization-server.ts'
 import { pressContinue, signInThroughBrowser } from '../peers/browser.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
+import { startModernUpstream, type ModernUpstream } from '../peers/modern-upstream.ts'
 import { startRelay, type TestRelay } from '../support/relay.ts'
 
 let as: AuthorizationServer
@@ -15,6 +17,7 @@ let bearerAs: AuthorizationServer
 let docs: McpUpstream
 let nonceDocs: McpUpstream
 let bearerDocs: McpUpstream
+let modernDocs: ModernUpstream
 let relay: TestRelay
 /** How far the relay's clock runs ahead of the real one: moved forward to make a token look expired. */
 let clockOffsetMs = 0
@@ -30,16 +33,18 @@ beforeAll(async () => {
     startAuthorizationServer({ dpop: { requireNonce: true } }),
     startAuthorizationServer(),
   ])
-  ;[docs, nonceDocs, bearerDocs] = await Promise.all([
+  ;[docs, nonceDocs, bearerDocs, modernDocs] = await Promise.all([
     startMcpUpstream({ auth: { issuer: as.issuer } }),
     startMcpUpstream({ auth: { issuer: nonceAs.issuer, demandDpopNonce: true } }),
     startMcpUpstream({ auth: { issuer: bearerAs.issuer } }),
+    startModernUpstream({ auth: { issuer: nonceAs.issuer, demandDpopNonce: true } }),
   ])
   relay = await startRelay({
     servers: [
       { server_id: 'docs', description: 'Docs', mcp_url: docs.url },
       { server_id: 'nonces', description: 'Docs with nonces', mcp_url: nonceDocs.url },
       { server_id: 'bearer-only', description: 'Docs without DPoP', mcp_url: bearerDocs.url, dpop: 'required' },
+      { server_id: 'modern', description: 'Docs on MCP 2026-07-28', mcp_url: modernDocs.url },
       { server_id: 'no-dpop', description: 'Docs, DPoP off', mcp_url: docs.url, dpop: 'off' },
       { server_id: 'svc', description: 'Docs for a service', mcp_url: docs.url, grant_type: 'client_credentials', client_id: 'svc', client_secret: SERVICE_SECRET },
     ],
@@ -50,7 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await relay?.close()
-  await Promise.allSettled([docs, nonceDocs, bearerDocs, as, nonceAs, bearerAs].map((peer) => peer?.close()))
+  await Promise.allSettled([docs, nonceDocs, bearerDocs, modernDocs, as, nonceAs, bearerAs].map((peer) => peer?.close()))
 })
 
 async function signIn(userId: string, serverId: string): Promise<void> {
@@ -141,6 +146,27 @@ describe('DPoP-bound tokens', () => {
     expect(after.dpopKey).toEqual(before.dpopKey)
     expect((decodeJwt(after.accessToken) as { cnf?: { jkt?: string } }).cnf?.jkt).toBe((decodeJwt(before.accessToken) as { cnf?: { jkt?: string } }).cnf?.jkt)
     expect(nonceAs.tokenRequests.filter((request) => request.grantType === 'refresh_token' && request.accountId === 'dave').map((request) => request.error ?? 'ok').at(-1)).toBe('ok')
+  })
+
+  it('binds the token of a 2026-07-28 server too: every stateless request carries a proof, the server\'s nonce is asked for once', async () => {
+    await signIn('ivan', 'modern')
+    const stored = (await relay.deps.tokens.get({ tenant: 'default', userId: 'ivan', serverId: 'modern' }))!
+    expect(stored.tokenType).toBe('DPoP')
+
+    const before = { seen: modernDocs.seen.length, bound: modernDocs.dpop.requests, challenged: modernDocs.dpop.nonceChallenges() }
+    const first = await whoami('ivan', 'modern')
+    expect(first.ok).toBe(true)
+    expect(first.result.structuredContent.sub).toBe('ivan')
+    expect(modernDocs.dpop.nonceChallenges()).toBe(before.challenged + 1)
+    const second = await whoami('ivan', 'modern')
+    expect(second.result.structuredContent.sub).toBe('ivan')
+    expect(modernDocs.dpop.nonceChallenges()).toBe(before.challenged + 1)
+    // Each request the server let through (all but the one refused for the nonce) showed a proof.
+    const authorized = modernDocs.seen.slice(before.seen).filter((request) => request.authorized).length
+    expect(authorized).toBeGreaterThanOrEqual(2)
+    expect(modernDocs.dpop.requests - before.bound).toBe(authorized)
+    // The stateless era really was spoken: no initialize reached the server.
+    expect(modernDocs.seen.slice(before.seen).map((request) => request.mcpMethod)).not.toContain('initialize')
   })
 
   it('refuses a server whose authorization server lists no DPoP when the entry says "dpop": "required"', async () => {
