@@ -226,7 +226,8 @@ describe('sign-in in headless Chromium', () => {
       const value = cookieValue(jar, `${relay.url}/oauth/callback`, BROWSER_COOKIE)!
       await browser.context.addCookies([{ name: BROWSER_COOKIE, value, domain: new URL(relay.url).hostname, path: '/oauth' }])
       const callback = new URL(`${relay.url}/oauth/callback`)
-      callback.search = new URLSearchParams({ error: 'access_denied', error_description: payload, state }).toString()
+      // With the issuer's `iss`, as RFC 9207 has it sign an error response (it advertises iss).
+      callback.search = new URLSearchParams({ error: 'access_denied', error_description: payload, state, iss: as.issuer }).toString()
 
       const page = await browser.context.newPage()
       const seen = watch(page)

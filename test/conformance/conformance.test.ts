@@ -53,7 +53,6 @@ const WIRES: Record<string, readonly string[]> = {
     'auth/client-credentials-basic',
     'auth/client-credentials-jwt',
     'json-schema-2020-12-preservation',
-    // In no requirement set: the authorization extensions the relay implements, at the current revision.
     'auth/enterprise-managed-authorization',
     'auth/dpop',
     'auth/dpop-nonce',
@@ -81,6 +80,10 @@ const WIRES: Record<string, readonly string[]> = {
     'auth/client-credentials-basic',
     'auth/client-credentials-jwt',
     'json-schema-2020-12-preservation',
+    'auth/enterprise-managed-authorization',
+    'auth/dpop',
+    'auth/dpop-nonce',
+    'auth/wif-jwt-bearer',
   ],
   // In no requirement set: the 2025-03-26 authorization back-compatibility, at its own wire.
   '2025-03-26': ['auth/2025-03-26-oauth-metadata-backcompat', 'auth/2025-03-26-oauth-endpoint-fallback'],

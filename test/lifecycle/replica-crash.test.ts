@@ -62,9 +62,14 @@ describe.each(['redis', 'postgres'] as const)('a replica killed while it refresh
     expect(await readRawToken(store, docsTokenKey('survivor'))).toBe(stored)
     expect(await isRefreshLeaseHeld(store, docsTokenKey('survivor'))).toBe(true)
 
-    // B waits for the lease to lapse, then refreshes with the same, unused refresh token.
+    // B waits for the lease to lapse, then refreshes with the same, unused refresh token: its
+    // first token request succeeds. (A 3 s token may lapse again before the call reaches the MCP
+    // server on a loaded machine, so a second refresh is allowed; a refused one is not.)
+    const mark = as.tokenRequests.length
     await expectSignedInAs(b, 'survivor')
-    expect(as.refreshCount('survivor')).toBe(1)
+    const refreshes = as.tokenRequests.slice(mark)
+    expect(refreshes[0]).toMatchObject({ grantType: 'refresh_token', accountId: 'survivor', ok: true })
+    expect(refreshes.filter((request) => !request.ok)).toEqual([])
     expect(await signOutsIn(b)).toBe(0)
     await expectSignedInAs(b, 'survivor')
   }, 60_000)
