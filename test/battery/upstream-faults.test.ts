@@ -125,9 +125,12 @@ describe('a signed-in user whose upstream misbehaves', () => {
     { mode: 'wrong-json-rpc', codes: ['UPSTREAM_ERROR', 'TIMEOUT'] },
     { mode: 'truncated-sse', codes: ['UPSTREAM_ERROR'], message: /event stream broke before it answered/ },
     { mode: 'ended-sse', codes: ['UPSTREAM_ERROR'], message: /event stream ended before it answered/ },
-    { mode: 'huge-json', codes: ['UPSTREAM_ERROR'], message: /larger than 16 MiB/ },
-    { mode: 'huge-json-chunked', codes: ['UPSTREAM_ERROR'], message: /larger than 16 MiB/ },
-    { mode: 'huge-sse', codes: ['UPSTREAM_ERROR'], message: /larger than 16 MiB/ },
+    // Cut at the bound, or (on a loaded machine, 16 MiB taking longer than this relay's 1 s
+    // timeout) at the timeout; either way in time. test/mcp/upstream-fetch.test.ts ("refuses a
+    // response larger than the bound, declared or streamed") holds the cut itself.
+    { mode: 'huge-json', codes: ['UPSTREAM_ERROR', 'TIMEOUT'], message: /larger than 16 MiB|did not answer in time/ },
+    { mode: 'huge-json-chunked', codes: ['UPSTREAM_ERROR', 'TIMEOUT'], message: /larger than 16 MiB|did not answer in time/ },
+    { mode: 'huge-sse', codes: ['UPSTREAM_ERROR', 'TIMEOUT'], message: /larger than 16 MiB|did not answer in time/ },
     { mode: 'reset', codes: ['UPSTREAM_ERROR'] },
     { mode: 'redirect', codes: ['UPSTREAM_ERROR'], message: /Redirect to .* not followed/ },
   ]

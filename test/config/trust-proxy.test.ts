@@ -51,7 +51,7 @@ describe('TRUST_PROXY', () => {
   })
 
   it('a bad value stops the relay at start with that line', async () => {
-    const started = startRelayProcess({ STORE_URL: 'memory://', TRUST_PROXY: 'all' }, { readyTimeoutMs: 10_000 })
+    const started = startRelayProcess({ STORE_URL: 'memory://', TRUST_PROXY: 'all' })
     await expect(started).rejects.toThrow(
       'mcp-auth-relay: configuration error: TRUST_PROXY: must be the number of proxies in front of the relay (1 or more) or a comma list of their IP addresses or CIDRs; "all" is neither',
     )

@@ -18,7 +18,7 @@ describe('admin connections across two replicas on Redis', () => {
   beforeAll(async () => {
     ;[peers, store] = await Promise.all([startPeers(), isolatedStore('redis')])
     a = await startReplica(deploymentEnv(peers, store.url, { RELAY_ADMIN_KEYS: ADMIN_KEY }))
-  }, 60_000)
+  }, 120_000)
 
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()])
@@ -59,5 +59,5 @@ describe('admin connections across two replicas on Redis', () => {
 
     expect((await a.post('/oauth/reset', { user_id: 'u1' })).body.deleted_server_ids).toEqual(['docs'])
     expect(await users(b)).toEqual(['default/u3/docs'])
-  }, 60_000)
+  }, 120_000)
 })

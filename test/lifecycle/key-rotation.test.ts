@@ -21,7 +21,7 @@ describe('encryption key rotation on a shared store', () => {
 
   beforeAll(async () => {
     ;[peers, store] = await Promise.all([startPeers(), isolatedStore('redis')])
-  }, 60_000)
+  }, 120_000)
 
   afterAll(async () => {
     await relay?.stop()
@@ -71,5 +71,5 @@ describe('encryption key rotation on a shared store', () => {
     await waitForExpiry()
     await expectSignedInAs(current, 'rotator')
     expect(await signOutsIn(current)).toBe(0)
-  }, 60_000)
+  }, 120_000)
 })

@@ -37,7 +37,7 @@ describe.each(['redis', 'postgres'] as const)('a replica killed while it refresh
   beforeAll(async () => {
     ;[peers, store] = await Promise.all([startPeers(), isolatedStore(kind)])
     ;[a, b] = await startPair(peers, store)
-  }, 60_000)
+  }, 120_000)
 
   afterAll(async () => {
     peers?.as.delayTokenEndpoint(undefined)
@@ -72,7 +72,7 @@ describe.each(['redis', 'postgres'] as const)('a replica killed while it refresh
     expect(refreshes.filter((request) => !request.ok)).toEqual([])
     expect(await signOutsIn(b)).toBe(0)
     await expectSignedInAs(b, 'survivor')
-  }, 60_000)
+  }, 120_000)
 })
 
 describe('a replica killed after the authorization server rotated the refresh token, on redis', () => {
@@ -84,7 +84,7 @@ describe('a replica killed after the authorization server rotated the refresh to
   beforeAll(async () => {
     ;[peers, store] = await Promise.all([startPeers(), isolatedStore('redis')])
     ;[a, b] = await startPair(peers, store)
-  }, 60_000)
+  }, 120_000)
 
   afterAll(async () => {
     peers?.as.delayTokenEndpoint(undefined)
@@ -117,5 +117,5 @@ describe('a replica killed after the authorization server rotated the refresh to
     await expectSignedInAs(b, 'neighbour')
     await signIn(b, 'unlucky', 'unlucky', { reach: b })
     await expectSignedInAs(b, 'unlucky')
-  }, 60_000)
+  }, 120_000)
 })

@@ -23,7 +23,7 @@ describe.each(['redis', 'postgres'] as const)('two replicas on %s', (kind) => {
     // that is replica A's own URL; the test reaches B directly on its port, as the balancer would.
     a = await startReplica(deploymentEnv(peers, store.url))
     b = await startReplica({ ...deploymentEnv(peers, store.url), PUBLIC_BASE_URL: a.url })
-  }, 60_000)
+  }, 120_000)
 
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()])
@@ -96,5 +96,5 @@ describe.each(['redis', 'postgres'] as const)('two replicas on %s', (kind) => {
     expect(await readRawToken(store, docsTokenKey('bystander'))).toBe(bystanderBefore)
     await expectSignedInAs(b, 'bystander')
     await expectSignedInAs(a, 'burster')
-  }, 60_000)
+  }, 120_000)
 })

@@ -46,7 +46,7 @@ describe('a restart on the same SQLite file', () => {
     const latePage = await openInBrowser(await followToCallback(unopened, 'late', { jar: latesBrowser }), latesBrowser, 10_000)
     expect(latePage.status, await latePage.text()).toBe(200)
     await expectSignedInAs(relay, 'late')
-  }, 60_000)
+  }, 120_000)
 
   it('with SIGN_IN_CONFIRMATION=code, a sign-in waiting for its code before the restart is confirmed after it', async () => {
     const env = deploymentEnv(peers, store.url, { RELAY_ENCRYPTION_KEY: '', SIGN_IN_CONFIRMATION: 'code' })
@@ -65,5 +65,5 @@ describe('a restart on the same SQLite file', () => {
     const confirmed = await relay.post('/tools/auth-status', { user_id: 'waiter', server_id: 'docs', confirm_code: code })
     expect(confirmed.body.servers[0]).toMatchObject({ status: 'authorized' })
     await expectSignedInAs(relay, 'waiter')
-  }, 60_000)
+  }, 120_000)
 })

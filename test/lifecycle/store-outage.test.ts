@@ -21,7 +21,7 @@ describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
     dataDir = mkdtempSync(join(tmpdir(), 'relay-outage-'))
     ;[peers, redis] = await Promise.all([startPeers(), startRedisProcess({ dataDir })])
     relay = await startReplica(deploymentEnv(peers, redis.url))
-  }, 60_000)
+  }, 120_000)
 
   afterAll(async () => {
     await relay?.stop()
@@ -58,7 +58,7 @@ describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
     // Sign-in works again too: the store takes new tickets, flows and tokens.
     await signIn(relay, 'newcomer')
     await expectSignedInAs(relay, 'newcomer')
-  }, 60_000)
+  }, 120_000)
 
   it('keeps a refreshed token that arrives while Redis is down, and stores it once Redis is back', async () => {
     const { as } = peers
@@ -81,5 +81,5 @@ describe('the store stopped mid-run (a Redis of this test\'s own)', () => {
     await expectSignedInAs(relay, 'unlucky-timing')
     expect(as.refreshCount('unlucky-timing')).toBe(2)
     expect(await signOutsIn(relay)).toBe(0)
-  }, 60_000)
+  }, 120_000)
 })

@@ -30,7 +30,7 @@ describe('an open 2026-07-28 server beside a 2025-era one', () => {
         { server_id: 'modern', description: 'A 2026-07-28 server', mcp_url: modern.url },
         { server_id: 'shared', mcp_url: shared.url },
         { server_id: 'legacy', mcp_url: legacy.url },
-        { server_id: 'hasty', mcp_url: shared.url, timeout_seconds: 1 },
+        { server_id: 'hasty', mcp_url: shared.url, timeout_seconds: 3 },
       ],
     })
   })
