@@ -442,7 +442,7 @@ describe('examples/dify-workflow.yml: a run against the relay', () => {
   })
 })
 
-describe('examples/dify-workflow.yml: questions through the chat, across turns (a 2026-07-28 server)', () => {
+describe('examples/dify-workflow.yml: questions through the chat, across turns (a 2026-07-28 server beside a 2025-era one)', () => {
   let modern: ModernUpstream
   let legacy: AnsweringServer
   let relay: TestRelay
