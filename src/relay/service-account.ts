@@ -16,47 +16,63 @@ function serviceOwner(server: ServerConfig): TokenOwner {
   return { tenant: '*', userId: '*', serverId: server.serverId }
 }
 
-/**
- * A server's service account (`grant_type: client_credentials`, DESIGN.md §3): one token for the
- * server, shared by every tenant and user, obtained with the client credentials grant (RFC 6749
- * §4.4), kept sealed in the store, obtained anew before expiry and once on a 401. Never a login
- * link; a refused credential is the server's error, with a message for the operator.
- */
-export const serviceAccount: TokenSource = {
-  auth: 'service_account',
-  ownerOf: (_caller, server) => serviceOwner(server),
-
-  async current(deps, server, owner) {
-    const stored = await deps.oauth.serviceTokens.get(owner)
-    if (stored && !isNearExpiry(stored, deps.now())) return { kind: 'token', token: stored, renewed: false }
-    const fresh = await obtain(deps, server, owner, stored)
-    // A stored token that is close to expiry, but not past it, still serves while the
-    // authorization server is unavailable.
-    if (fresh.kind === 'error' && stored?.expiresAt !== undefined && deps.now() < stored.expiresAt) {
-      return { kind: 'token', token: stored, renewed: false }
-    }
-    return fresh
-  },
-
-  async renew(deps, server, owner, refused, refusedWasRenewed) {
-    if (refusedWasRenewed) {
-      return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} refused its service account's new token (HTTP 401); ask an administrator to check the account's access.` }
-    }
-    return obtain(deps, server, owner, refused)
-  },
-
-  async missing(_deps, server) {
-    return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} asked for a token its service account does not have.` }
-  },
-
-  async stepUp(_deps, server, _owner, _token, required) {
-    return {
-      kind: 'error',
-      code: 'UPSTREAM_ERROR',
-      message: `${server.serverId} refused its service account for lack of scope${required ? ` (${required})` : ''}; an administrator can set "scope" in the server entry.`,
-    }
-  },
+/** What a grant that obtains one token for a whole server brings to its token source. */
+export interface ServerGrant {
+  obtain(deps: RelayDeps, server: ServerConfig, owner: TokenOwner, stale: UpstreamToken | undefined): Promise<TokenFor>
+  /** The server's error when it refuses (401) a token this grant has just obtained. */
+  refusedFresh(server: ServerConfig): string
 }
+
+/**
+ * The token source of a grant that needs no user (service accounts, workload identity): one
+ * token for the server, shared by every tenant and user, kept sealed in the store, obtained anew
+ * before expiry and once on a 401. Never a login link; a refused credential is the server's
+ * error, with a message for the operator.
+ */
+export function serverTokenSource(grant: ServerGrant): TokenSource {
+  return {
+    auth: 'service_account',
+    ownerOf: (_caller, server) => serviceOwner(server),
+
+    async current(deps, server, owner) {
+      const stored = await deps.oauth.serviceTokens.get(owner)
+      if (stored && !isNearExpiry(stored, deps.now())) return { kind: 'token', token: stored, renewed: false }
+      const fresh = await grant.obtain(deps, server, owner, stored)
+      // A stored token that is close to expiry, but not past it, still serves while the
+      // authorization server is unavailable.
+      if (fresh.kind === 'error' && stored?.expiresAt !== undefined && deps.now() < stored.expiresAt) {
+        return { kind: 'token', token: stored, renewed: false }
+      }
+      return fresh
+    },
+
+    async renew(deps, server, owner, refused, refusedWasRenewed) {
+      if (refusedWasRenewed) return { kind: 'error', code: 'UPSTREAM_ERROR', message: grant.refusedFresh(server) }
+      return grant.obtain(deps, server, owner, refused)
+    },
+
+    async missing(_deps, server) {
+      return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} asked for a token its service account does not have.` }
+    },
+
+    async stepUp(_deps, server, _owner, _token, required) {
+      return {
+        kind: 'error',
+        code: 'UPSTREAM_ERROR',
+        message: `${server.serverId} refused its service account for lack of scope${required ? ` (${required})` : ''}; an administrator can set "scope" in the server entry.`,
+      }
+    },
+  }
+}
+
+/**
+ * A server's service account (`grant_type: client_credentials`, DESIGN.md §3): its token is
+ * obtained with the client credentials grant (RFC 6749 §4.4).
+ */
+export const serviceAccount = serverTokenSource({
+  obtain,
+  refusedFresh: (server) => `${server.serverId} refused its service account's new token (HTTP 401); ask an administrator to check the account's access.`,
+})
 
 async function obtain(deps: RelayDeps, server: ServerConfig, owner: TokenOwner, stale: UpstreamToken | undefined): Promise<TokenFor> {
   try {

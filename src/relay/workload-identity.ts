@@ -8,9 +8,9 @@ import { obtainWorkloadToken, WorkloadAssertionError } from '../oauth/workload-i
 import { LockWaitTimeoutError } from '../store/lock.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import type { RelayDeps } from './deps.ts'
-import { serviceAccount } from './service-account.ts'
+import { serverTokenSource } from './service-account.ts'
 import { discoverServer, selectScope } from './sign-in-link.ts'
-import { isNearExpiry, type NoToken, type TokenFor, type TokenSource } from './token-source.ts'
+import type { NoToken, TokenFor } from './token-source.ts'
 
 /**
  * A server reached with a workload's own identity (`grant_type: workload_identity`, DESIGN.md
@@ -19,27 +19,10 @@ import { isNearExpiry, type NoToken, type TokenFor, type TokenSource } from './t
  * bearer grant from the JWT in `assertion_file` (oauth/workload-identity.ts). No secret; never a
  * login link and never another grant after a refusal: a refused assertion is the server's error.
  */
-export const workloadIdentity: TokenSource = {
-  ...serviceAccount,
-
-  async current(deps, server, owner) {
-    const stored = await deps.oauth.serviceTokens.get(owner)
-    if (stored && !isNearExpiry(stored, deps.now())) return { kind: 'token', token: stored, renewed: false }
-    const fresh = await obtain(deps, server, owner, stored)
-    // A stored token close to expiry, but not past it, still serves while the server is unavailable.
-    if (fresh.kind === 'error' && stored?.expiresAt !== undefined && deps.now() < stored.expiresAt) {
-      return { kind: 'token', token: stored, renewed: false }
-    }
-    return fresh
-  },
-
-  async renew(deps, server, owner, refused, refusedWasRenewed) {
-    if (refusedWasRenewed) {
-      return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} refused the token its workload identity just obtained (HTTP 401); ask an administrator to check the workload's access.` }
-    }
-    return obtain(deps, server, owner, refused)
-  },
-}
+export const workloadIdentity = serverTokenSource({
+  obtain,
+  refusedFresh: (server) => `${server.serverId} refused the token its workload identity just obtained (HTTP 401); ask an administrator to check the workload's access.`,
+})
 
 /**
  * RFC 7523 §3.1: client authentication is optional for this grant; the configured `client_id`
