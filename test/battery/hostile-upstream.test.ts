@@ -730,7 +730,8 @@ describe('every other route, while hostile servers are configured', () => {
     const gets = [
       '/files/x', `/files/${'A'.repeat(43)}`, '/files/..%2f..%2fetc%2fpasswd', '/oauth/start/not-a-ticket', `/oauth/start/${'t'.repeat(300)}`,
       '/oauth/callback?state=forged&code=x', `/oauth/callback/${'A'.repeat(22)}?state=forged&code=x&iss=${encodeURIComponent(evil.issuerOf('mix-up'))}`,
-      '/oauth/callback/%00?error=%3Cscript%3E', '/oauth/client-metadata.json', '/openapi.json', '/readyz', '/healthz', '/metrics',
+      '/oauth/callback/%00?error=%3Cscript%3E', `/oauth/callback/${'t'.repeat(300)}?state=forged&code=x`,
+      '/oauth/client-metadata.json', '/openapi.json', '/readyz', '/healthz', '/metrics',
     ]
     for (const path of gets) await sendChecked(relay, tally, { method: 'GET', path }, path)
     const forged = await sendChecked(relay, tally, { path: '/oauth/start/not-a-ticket', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=x' })
