@@ -188,8 +188,9 @@ export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Res
  * OAuth metadata, registration and token responses are small JSON documents. An answer's size
  * is otherwise bounded by nothing but the time limit: a metadata URL (which an upstream chooses)
  * streaming without end had the relay read half a gigabyte in two seconds. Its shape is bounded
- * too (mcp/json-shape.ts): 600 KB of `[{},{},…]` in a metadata document held the event loop for
- * 400 ms, and the document is read again on every call. Real ones hold a few hundred items.
+ * too (mcp/json-shape.ts): a metadata document padded with 600 KB of `[{},{},…]` held the event
+ * loop for 400 ms of CPU in one sign-in, and a kept document is read back from the store on later
+ * requests. Real ones hold a few hundred items.
  */
 const MAX_OAUTH_RESPONSE_BYTES = 1024 * 1024
 const MAX_OAUTH_RESPONSE_SHAPE: ShapeLimits = { maxDepth: 32, maxItems: 10_000 }
