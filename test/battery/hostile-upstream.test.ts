@@ -753,6 +753,8 @@ describe('afterwards', () => {
     // The hostile authorization server never saw a code, verifier or refresh token of the honest one.
     const honestSecrets = as.issuedSecrets.map((secret) => secret.value).filter((value) => value.length >= 16)
     for (const request of evil.requests) for (const secret of honestSecrets) expect(request.body.includes(secret), `${request.persona} ${request.endpoint}`).toBe(false)
+    // The relay takes no key from a hostile JWKS: it never asks for one.
+    expect(evil.requests.filter((request) => request.endpoint === 'jwks')).toEqual([])
     expect((await whoami(relay, 'alice')).sub).toBe('alice')
     expect((await whoami(relay, 'alice', { apiKey: OTHER_TENANT_KEY })).sub).toBe('mallory')
     expect(trap.accepted()).toBe(0)
