@@ -232,6 +232,7 @@ export async function waitUntil(condition: () => boolean | Promise<boolean>, lim
 export function startHealthProbe(relay: RelayProcess, options: { maxStallMs: number }) {
   const reads: Array<{ at: number; stats: LoopStats }> = []
   const probes: Array<{ at: number; status: number | 'failed'; ms: number }> = []
+  const checked: Array<{ what: string; stallMs: number }> = []
   let stopped = false
   let readCount = 0
   let readFailure: unknown
@@ -277,6 +278,7 @@ export function startHealthProbe(relay: RelayProcess, options: { maxStallMs: num
       await nextRead()
       const window = reads.filter((read) => read.at >= mark)
       const worst = Math.max(0, ...window.map((read) => read.stats.maxBlockedCpuMs))
+      checked.push({ what, stallMs: Math.round(worst) })
       expect(worst, `${what}: the relay's event loop was held for ${worst.toFixed(0)} ms of its own CPU time`).toBeLessThanOrEqual(options.maxStallMs)
       const failed = probes.filter((probe) => probe.at >= mark && probe.status !== 200)
       expect(failed, `${what}: /healthz did not answer 200`).toEqual([])
@@ -290,6 +292,7 @@ export function startHealthProbe(relay: RelayProcess, options: { maxStallMs: num
         loopReads: reads.length,
         maxStallCpuMs: Math.round(Math.max(0, ...reads.map((read) => read.stats.maxBlockedCpuMs))),
         maxLoopDelayWallMs: Math.round(Math.max(0, ...reads.map((read) => read.stats.maxDelayMs))),
+        longestStalls: [...checked].sort((a, b) => b.stallMs - a.stallMs).slice(0, 3),
       }
     },
     async stop(): Promise<void> {

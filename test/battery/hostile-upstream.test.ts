@@ -20,7 +20,7 @@ import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 import { PROCESS_API_KEY, startRelayProcess, type RelayProcess } from '../support/relay-process.ts'
 import { startSilentPort } from './fault-upstream.ts'
 import { answeredByStatusOfProcess, createTally, sendChecked, signIn, startHealthProbe, waitUntil, whoami, type RawAnswer } from './harness.ts'
-import { startHostileAuthorizationServer, type HostileAuthorizationServer } from './hostile-authorization-server.ts'
+import { startHostileAuthorizationServer, type AsPersona, type HostileAuthorizationServer } from './hostile-authorization-server.ts'
 import { ECHO, json, pump, startHostileMcpServer, trickle, type HostileMcpServer, type Persona } from './hostile-mcp-server.ts'
 
 const OTHER_TENANT_KEY = 'other-tenant-key-0123456789abcdef'
@@ -233,11 +233,11 @@ interface AsCase {
   /** `discovery`: auth-status says the server is in error; `callback`: the callback page fails; `signed-in`: it works. */
   fails: 'discovery' | 'callback' | 'signed-in'
   expect?: RegExp
-  persona: () => Parameters<HostileAuthorizationServer['define']>[1]
+  persona: () => AsPersona
 }
 
 /** `answer` for one endpoint only. */
-function on(endpoint: string, answer: (res: ServerResponse) => void): NonNullable<Parameters<HostileAuthorizationServer['define']>[1]['answer']> {
+function on(endpoint: string, answer: (res: ServerResponse) => void): NonNullable<AsPersona['answer']> {
   return (asked, _req, res) => {
     if (asked !== endpoint) return false
     answer(res)
