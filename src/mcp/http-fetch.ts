@@ -166,11 +166,12 @@ function bodyBytes(body: RequestInit['body']): Uint8Array | undefined {
   throw new TypeError('fetch: only string and byte bodies are supported')
 }
 
-/** Responses whose body is already read whole (bounded, in memory): nothing is left to count or abort. */
-const wholeBodies = new WeakSet<Response>()
+/** Responses whose body is already read whole (bounded, in memory), with that body: nothing is left to count or abort. */
+const wholeBodies = new WeakMap<Response, string>()
 
-export function hasWholeBody(response: Response): boolean {
-  return wholeBodies.has(response)
+/** The body of a response read whole here, to check without reading it again; undefined for a streaming one. */
+export function wholeBodyOf(response: Response): string | undefined {
+  return wholeBodies.get(response)
 }
 
 function isEventStream(res: IncomingMessage): boolean {
@@ -191,7 +192,7 @@ function answerResponse(res: IncomingMessage, answer: EventStreamAnswer): Respon
   headers.set('content-length', String(Buffer.byteLength(answer.text)))
   headers.delete('transfer-encoding')
   const response = new Response(answer.text, { status: 200, statusText: res.statusMessage ?? '', headers })
-  wholeBodies.add(response)
+  wholeBodies.set(response, answer.text)
   return response
 }
 

@@ -1,6 +1,7 @@
 import type { Client, Tool } from '@modelcontextprotocol/client'
 import type { Keyv } from 'keyv'
 import { withBudget } from './call-context.ts'
+import { MAX_RESPONSE_BYTES, MAX_RESPONSE_SHAPE } from './upstream-fetch.ts'
 
 /**
  * A server's tools/list, with the caching hints a 2026-07-28 server gives it (SEP-2549: `ttlMs`,
@@ -95,10 +96,12 @@ function withoutFreshness(stored: StoredToolList): ToolList {
 }
 
 /**
- * A bound on a whole list, as on one response (DESIGN.md §6): without it a server that pages on
- * and on fills the relay's memory, the store and the answer. Counted over every page's answer.
+ * Bounds on a whole list, as on one response (DESIGN.md §6): without them a server that pages on
+ * and on fills the relay's memory, the store and the answer, and the answer's serialization holds
+ * the event loop. Counted over every page's answer (upstream-fetch.ts).
  */
-export const MAX_LIST_BYTES = 16 * 1024 * 1024
+export const MAX_LIST_BYTES = MAX_RESPONSE_BYTES
+export const MAX_LIST_ITEMS = MAX_RESPONSE_SHAPE.maxItems
 
 /**
  * `tools/list` followed through every page (MCP "Pagination") by the SDK, which leaves out tools
@@ -107,7 +110,7 @@ export const MAX_LIST_BYTES = 16 * 1024 * 1024
  * itself, across replicas, and one SDK client may serve every user of a 2026-07-28 server.
  */
 export async function listAllTools(client: Client, timeoutMs: number): Promise<ToolList> {
-  const result = await withBudget(MAX_LIST_BYTES, () => client.listTools(undefined, { cacheMode: 'bypass', timeout: timeoutMs }))
+  const result = await withBudget({ bytes: MAX_LIST_BYTES, items: MAX_LIST_ITEMS }, () => client.listTools(undefined, { cacheMode: 'bypass', timeout: timeoutMs }))
   const { ttlMs, cacheScope } = result as { ttlMs?: unknown; cacheScope?: unknown }
   return {
     tools: result.tools,

@@ -1,6 +1,23 @@
 import { extractWWWAuthenticateParams } from '@modelcontextprotocol/client'
-import { liveCall } from './call-context.ts'
-import { hasWholeBody } from './http-fetch.ts'
+import { liveCall, type CallBudget } from './call-context.ts'
+import { wholeBodyOf } from './http-fetch.ts'
+import { EventStreamShape, feedShape, JsonShape, type ShapeLimits } from './json-shape.ts'
+
+/**
+ * What one upstream response (and one event of a session's stream) may hold (DESIGN.md §6), sized
+ * so that the relay's own work on the largest answer it accepts stays well under 200 ms of one core
+ * on this project's 2-core machines (test/battery/hostile-upstream.test.ts measures it): an image
+ * of 1.5 MiB (2 MiB of base64: the SDK's check, sealing it into the store) costs about 50-130 ms
+ * there, 2 MiB of text 30-80 ms, one tool schema of 50,000 JSON items about 70 ms. The earlier
+ * 16 MiB held the event loop for over a second. Real answers are far smaller: 1,500 tools are
+ * about 300 KiB and 30,000 items.
+ */
+export const MAX_RESPONSE_BYTES = 2 * 1024 * 1024
+export const MAX_RESPONSE_SHAPE: ShapeLimits = { maxDepth: 128, maxItems: 50_000 }
+
+const RESPONSE = "the MCP server's response"
+const EVENT = 'an event from the MCP server'
+const ALL_ANSWERS = 'all of its answers together'
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>
 
@@ -17,12 +34,19 @@ export class UpstreamAuthError extends Error {
   }
 }
 
-/** A response body, or all the answers of one call, larger than the relay accepts from an upstream (DESIGN.md §6). */
+/**
+ * A response body, or all the answers of one call, larger than the relay accepts from an upstream
+ * (DESIGN.md §6), in bytes or in its JSON's shape: `what` (the response, or all answers) and why.
+ */
 export class UpstreamTooLargeError extends Error {
-  constructor(limit: number, what = "the MCP server's response") {
-    super(`${what} is larger than ${Math.round(limit / 1024 / 1024)} MiB`)
+  constructor(what: string, problem: string) {
+    super(`${what} ${problem}`)
     this.name = 'UpstreamTooLargeError'
   }
+}
+
+function largerThan(limit: number): string {
+  return `is larger than ${Math.round(limit / 1024 / 1024)} MiB`
 }
 
 /**
@@ -76,14 +100,16 @@ const LF = 0x0a
 const CR = 0x0d
 
 /**
- * An event stream whose every event is counted against `maxBytes`: the SDK's event parser
- * buffers an event whole, however long, so one endless event from a server would fill memory.
- * An empty line ends an event (the SSE format: CRLF, LF or CR end a line). Anything else passes.
+ * An event stream whose every event is counted against `maxBytes` and MAX_RESPONSE_SHAPE: the
+ * SDK's event parser buffers an event whole, however long, so one endless event from a server
+ * would fill memory, and parses it in one go. An empty line ends an event (the SSE format: CRLF,
+ * LF or CR end a line). Anything else passes.
  */
 function limitEvents(response: Response, maxBytes: number): Response {
   const body = response.body
   if (!body || !response.headers.get('content-type')?.includes('text/event-stream')) return response
   const reader = body.getReader()
+  const events = new EventStreamShape(MAX_RESPONSE_SHAPE, { perEvent: true })
   let eventBytes = 0
   let lineBytes = 0
   let afterCR = false
@@ -92,6 +118,12 @@ function limitEvents(response: Response, maxBytes: number): Response {
       const { done, value } = await reader.read()
       if (done) {
         controller.close()
+        return
+      }
+      const problem = feedShape(events, value)
+      if (problem) {
+        controller.error(new UpstreamTooLargeError(EVENT, problem))
+        await reader.cancel()
         return
       }
       for (const byte of value) {
@@ -107,7 +139,7 @@ function limitEvents(response: Response, maxBytes: number): Response {
         }
         lineBytes++
         if (++eventBytes > maxBytes) {
-          controller.error(new UpstreamTooLargeError(maxBytes))
+          controller.error(new UpstreamTooLargeError(EVENT, largerThan(maxBytes)))
           await reader.cancel()
           return
         }
@@ -167,34 +199,50 @@ function linkSignal(...parents: Array<AbortSignal | undefined>): { signal: Abort
 }
 
 /**
- * The response with its body counted against `maxBytes`, and against the call's `budget` when it
- * has one (the bound on all of its answers together); `done` runs once the body is read,
- * cancelled or failed.
+ * The response with its body counted against `maxBytes` and MAX_RESPONSE_SHAPE (its JSON, or the
+ * JSON in its events), and against the call's `budget` when it has one (the bounds on all of its
+ * answers together); `done` runs once the body is read, cancelled or failed.
  */
-function limitBody(response: Response, maxBytes: number, budget: { left: number; readonly total: number } | undefined, done: () => void): Response {
+function limitBody(response: Response, maxBytes: number, budget: CallBudget | undefined, done: () => void): Response {
   const body = response.body
   if (!body) {
     done()
     return response
   }
   const declared = Number(response.headers.get('content-length'))
-  if (declared > maxBytes) {
+  const refuse = (error: UpstreamTooLargeError) => {
     void body.cancel()
-    throw new UpstreamTooLargeError(maxBytes)
+    done()
+    return error
   }
-  if (budget && declared > budget.left) {
-    void body.cancel()
-    throw new UpstreamTooLargeError(budget.total, 'all of its answers together')
+  if (declared > maxBytes) throw refuse(new UpstreamTooLargeError(RESPONSE, largerThan(maxBytes)))
+  if (budget && declared > budget.left) throw refuse(new UpstreamTooLargeError(ALL_ANSWERS, largerThan(budget.total)))
+  /** Counts `items` into the call's budget (its bytes are counted already); the error once past a bound. */
+  const overBudget = (items: number) => {
+    if (!budget) return undefined
+    budget.itemsLeft -= items
+    if (budget.left < 0) return new UpstreamTooLargeError(ALL_ANSWERS, largerThan(budget.total))
+    if (budget.itemsLeft < 0) return new UpstreamTooLargeError(ALL_ANSWERS, `hold more than ${budget.itemsTotal.toLocaleString('en')} JSON items`)
+    return undefined
   }
-  if (hasWholeBody(response)) {
+  const whole = wholeBodyOf(response)
+  if (whole !== undefined) {
+    // Read whole already (a short event-stream answer, as the JSON it carried): checked at once.
+    const shape = new JsonShape(MAX_RESPONSE_SHAPE)
+    if (!shape.stepText(whole)) throw refuse(new UpstreamTooLargeError(RESPONSE, shape.failure!))
     if (budget) budget.left -= declared
+    const over = overBudget(shape.itemCount)
+    if (over) throw refuse(over)
     done()
     return response
   }
+  const isEventStream = response.headers.get('content-type')?.includes('text/event-stream') ?? false
+  const shape = isEventStream ? new EventStreamShape(MAX_RESPONSE_SHAPE, { perEvent: false }) : new JsonShape(MAX_RESPONSE_SHAPE)
   // A pull-based wrapper rather than pipeThrough(TransformStream): a pipe costs several promises
   // and a second queue per chunk, on every call.
   const reader = body.getReader()
   let seen = 0
+  let items = 0
   const counted = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -206,9 +254,12 @@ function limitBody(response: Response, maxBytes: number, budget: { left: number;
         }
         seen += value.byteLength
         if (budget) budget.left -= value.byteLength
-        if (seen > maxBytes || (budget && budget.left < 0)) {
+        const problem = seen > maxBytes ? largerThan(maxBytes) : feedShape(shape, value)
+        const error = problem ? new UpstreamTooLargeError(RESPONSE, problem) : overBudget(shape.itemCount - items)
+        items = shape.itemCount
+        if (error) {
           done()
-          controller.error(seen > maxBytes ? new UpstreamTooLargeError(maxBytes) : new UpstreamTooLargeError(budget!.total, 'all of its answers together'))
+          controller.error(error)
           await reader.cancel()
           return
         }

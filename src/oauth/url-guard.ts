@@ -2,6 +2,7 @@ import { lookup as dnsLookup } from 'node:dns'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import type { TrustedHost } from '../config/load-config.ts'
+import { feedShape, JsonShape, type ShapeLimits } from '../mcp/json-shape.ts'
 
 /**
  * DESIGN.md §6 (SSRF guard): a URL learned from OAuth metadata must be https on a public
@@ -186,9 +187,13 @@ export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Res
 /**
  * OAuth metadata, registration and token responses are small JSON documents. An answer's size
  * is otherwise bounded by nothing but the time limit: a metadata URL (which an upstream chooses)
- * streaming without end had the relay read half a gigabyte in two seconds.
+ * streaming without end had the relay read half a gigabyte in two seconds. Its shape is bounded
+ * too (mcp/json-shape.ts): a metadata document padded with 600 KB of `[{},{},…]` held the event
+ * loop for 400 ms of CPU in one sign-in, and a kept document is read back from the store on later
+ * requests. Real ones hold a few hundred items.
  */
 const MAX_OAUTH_RESPONSE_BYTES = 1024 * 1024
+const MAX_OAUTH_RESPONSE_SHAPE: ShapeLimits = { maxDepth: 32, maxItems: 10_000 }
 
 /**
  * A fetch for OAuth metadata, registration, token and revocation requests: every URL passes the
@@ -215,16 +220,20 @@ export function createGuardedFetch(deps: { guard: UrlGuard; timeoutMs: number; f
   }
 }
 
-/** The response with its body counted against MAX_OAUTH_RESPONSE_BYTES; past it, reading fails with UrlRefusedError. */
+/**
+ * The response with its body counted against MAX_OAUTH_RESPONSE_BYTES and its JSON's shape against
+ * MAX_OAUTH_RESPONSE_SHAPE; past either, reading fails with UrlRefusedError.
+ */
 function limitResponse(response: Response, url: URL): Response {
   const body = response.body
   if (!body) return response
-  const tooLarge = () => new UrlRefusedError(`the answer from ${url.origin} is larger than 1 MiB`)
+  const refused = (problem: string) => new UrlRefusedError(`the answer from ${url.origin} ${problem}`)
   if (Number(response.headers.get('content-length')) > MAX_OAUTH_RESPONSE_BYTES) {
     void body.cancel()
-    throw tooLarge()
+    throw refused('is larger than 1 MiB')
   }
   const reader = body.getReader()
+  const shape = new JsonShape(MAX_OAUTH_RESPONSE_SHAPE)
   let seen = 0
   const counted = new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -234,8 +243,9 @@ function limitResponse(response: Response, url: URL): Response {
         return
       }
       seen += value.byteLength
-      if (seen > MAX_OAUTH_RESPONSE_BYTES) {
-        controller.error(tooLarge())
+      const problem = seen > MAX_OAUTH_RESPONSE_BYTES ? 'is larger than 1 MiB' : feedShape(shape, value)
+      if (problem) {
+        controller.error(refused(problem))
         await reader.cancel()
         return
       }

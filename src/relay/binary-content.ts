@@ -1,11 +1,12 @@
+import { MAX_RESPONSE_BYTES } from '../mcp/upstream-fetch.ts'
 import type { FileStore } from '../store/files.ts'
 
 /**
- * At most this much is kept aside per item. An upstream response is itself bounded to 16 MiB
- * (create-relay.ts), and base64 makes the decoded bytes of all its items together smaller still,
- * so a response can never keep more than that bound aside.
+ * At most this much is kept aside per item. An upstream response is itself bounded
+ * (mcp/upstream-fetch.ts), and base64 makes the decoded bytes of all its items together smaller
+ * still, so a response can never keep more than that bound aside.
  */
-const MAX_KEPT_BYTES = 16 * 1024 * 1024
+const MAX_KEPT_BYTES = MAX_RESPONSE_BYTES
 
 interface Item {
   type?: unknown

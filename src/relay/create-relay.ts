@@ -7,7 +7,7 @@ import { createOutputSchemas } from '../mcp/output-schemas.ts'
 import { createInputStore, type PendingInput } from '../store/inputs.ts'
 import { createToolListCache } from '../mcp/tool-cache.ts'
 import { createHttpFetch } from '../mcp/http-fetch.ts'
-import type { FetchLike } from '../mcp/upstream-fetch.ts'
+import { MAX_RESPONSE_BYTES, type FetchLike } from '../mcp/upstream-fetch.ts'
 import { createDiscoveryCache } from '../oauth/discovery-cache.ts'
 import { createTicketStore } from '../oauth/tickets.ts'
 import { createGuardedFetch, createUrlGuard } from '../oauth/url-guard.ts'
@@ -26,9 +26,6 @@ import type { RelayDeps, RelayLogger } from './deps.ts'
 import { noMetrics, type RelayMetrics } from './metrics.ts'
 import { createRelayService } from './service.ts'
 import type { RelayService } from './types.ts'
-
-/** A bound on what one upstream response may hold (DESIGN.md §6). */
-const MAX_UPSTREAM_RESPONSE_BYTES = 16 * 1024 * 1024
 
 export interface CreateRelayOptions {
   readonly logger: RelayLogger
@@ -129,7 +126,7 @@ export async function createRelay(
       },
     },
     upstreamFetch: options.upstreamFetch ?? httpFetch.fetch,
-    maxUpstreamResponseBytes: MAX_UPSTREAM_RESPONSE_BYTES,
+    maxUpstreamResponseBytes: MAX_RESPONSE_BYTES,
     now,
     logger,
     metrics,

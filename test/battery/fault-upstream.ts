@@ -103,9 +103,9 @@ export async function startFaultUpstream(options: {
     const applies = scope === 'any' || message?.method === scope
     const effective: FaultMode = applies ? mode : 'pass'
     if (effective === 'endless-tools' && message?.method === 'tools/list') {
-      // Every page about 2 MiB, and always another one after it.
+      // Every page about 256 KiB, and always another one after it.
       toolPages++
-      const tool = { name: `tool_${toolPages}`, description: 'd'.repeat(2 * 1024 * 1024), inputSchema: { type: 'object' } }
+      const tool = { name: `tool_${toolPages}`, description: 'd'.repeat(256 * 1024), inputSchema: { type: 'object' } }
       json(res, 200, { jsonrpc: '2.0', id: message.id, result: { tools: [tool], nextCursor: `page-${toolPages}` } })
       return
     }

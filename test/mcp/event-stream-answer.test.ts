@@ -7,7 +7,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createHttpFetch, hasWholeBody, type HttpFetch } from '../../src/mcp/http-fetch.ts'
+import { createHttpFetch, wholeBodyOf, type HttpFetch } from '../../src/mcp/http-fetch.ts'
 import { startMcpUpstream, type McpUpstream } from '../peers/mcp-upstream.ts'
 
 const RESPONSE = '{"jsonrpc":"2.0","id":1,"result":{"ok":true}}'
@@ -75,7 +75,7 @@ describe('a POSTed message answered with an event stream', () => {
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toBe('application/json')
     expect(response.headers.get('x-case')).toBe(`/${name}`)
-    expect(hasWholeBody(response)).toBe(true)
+    expect(wholeBodyOf(response)).toBeTypeOf('string')
     expect(await response.json()).toEqual(expected)
   })
 
@@ -84,7 +84,7 @@ describe('a POSTed message answered with an event stream', () => {
     async (name) => {
       const response = await post(name)
       expect(response.headers.get('content-type')).toBe('text/event-stream')
-      expect(hasWholeBody(response)).toBe(false)
+      expect(wholeBodyOf(response)).toBeUndefined()
       expect(await response.text()).toBe(CASES[name]!.chunks.join(''))
     },
   )

@@ -15,6 +15,16 @@ export const PROCESS_API_KEY = 'process-key-0123456789abcdef'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const NODE_ARGS = ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'src/main.ts']
+const LOOP_PROBE = fileURLToPath(new URL('./loop-probe.ts', import.meta.url))
+
+/** What test/support/loop-probe.ts measured in the relay process since the last read. */
+export interface LoopStats {
+  /** The longest main-thread CPU time between two ticks of a 5 ms timer (ms): the longest stall of the relay's own making. */
+  maxBlockedCpuMs: number
+  /** The longest wall-time delay of that timer (ms): stalls plus whatever the machine's scheduler added. */
+  maxDelayMs: number
+  ticks: number
+}
 
 export interface RelayProcess {
   /** http://127.0.0.1:PORT, where this process listens (PUBLIC_BASE_URL may name another). */
@@ -31,6 +41,11 @@ export interface RelayProcess {
   logs(): Array<Record<string, unknown> & { msg?: string }>
   /** Resolves once every line written before this call has arrived (at most 10 s). */
   logsSettled(): Promise<void>
+  /**
+   * With `loopProbe`: what the relay's event loop went through since the last read (loop-probe.ts),
+   * and the next window starts.
+   */
+  loopStats(): Promise<LoopStats>
   /** Sends `signal` (default SIGTERM) and waits for the exit, SIGKILL after `graceMs` (default 5000). */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>
   readonly exited: boolean
@@ -51,7 +66,12 @@ process.once('exit', () => {
  */
 export async function startRelayProcess(
   env: Record<string, string>,
-  options: { port?: number; readyTimeoutMs?: number } = {},
+  options: {
+    port?: number
+    readyTimeoutMs?: number
+    /** Preload test/support/loop-probe.ts (and open an IPC channel to it) for loopStats(). */
+    loopProbe?: boolean
+  } = {},
 ): Promise<RelayProcess> {
   const port = options.port ?? (await freePort())
   const url = `http://127.0.0.1:${port}`
@@ -68,7 +88,8 @@ export async function startRelayProcess(
     NODE_COMPILE_CACHE: join(tmpdir(), 'mcp-auth-relay-test-compile-cache'),
     ...env,
   }
-  const child = spawn(process.execPath, NODE_ARGS, { cwd: ROOT, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  const args = options.loopProbe ? ['--import', LOOP_PROBE, ...NODE_ARGS] : NODE_ARGS
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe', ...(options.loopProbe ? (['ipc'] as const) : [])] })
   running.add(child)
   let output = ''
   const lines: Array<Record<string, unknown>> = []
@@ -116,6 +137,7 @@ export async function startRelayProcess(
     return { status: response.status, body: parsed as any }
   }
 
+  let reads = 0
   const relay: RelayProcess = {
     url,
     port,
@@ -133,6 +155,24 @@ export async function startRelayProcess(
         if (Date.now() > giveUpAt) throw new Error('the relay process logged no request line within 10 s (LOG_LEVEL below info?)')
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
+    },
+    loopStats() {
+      if (!options.loopProbe) return Promise.reject(new Error('started without loopProbe'))
+      const read = ++reads
+      return new Promise<LoopStats>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.off('message', onMessage)
+          reject(new Error('the relay process did not report its loop within 10 s'))
+        }, 10_000)
+        const onMessage = (message: { read?: number; stats?: LoopStats }) => {
+          if (message?.read !== read || !message.stats) return
+          clearTimeout(timer)
+          child.off('message', onMessage)
+          resolve(message.stats)
+        }
+        child.on('message', onMessage)
+        child.send({ read })
+      })
     },
     get exited() {
       return child.exitCode !== null || child.signalCode !== null

@@ -3,9 +3,13 @@ import type { Page } from './html-page.ts'
 
 const CLOSE_HINT = 'You can close this window and go back to the chat.'
 
-/** The browser-facing routes: their errors are HTML pages, not JSON, and their URLs are logged without query or ticket. */
+/**
+ * The browser-facing routes, the callback per authorization server (`/oauth/callback/<tag>`,
+ * oauth/redirect-uri.ts) included: their errors are HTML pages, not JSON, and their URLs are logged
+ * without query or ticket.
+ */
 export function isBrowserPath(url: string): boolean {
-  return url.startsWith('/oauth/start/') || url === '/oauth/callback' || url.startsWith('/oauth/callback?')
+  return url.startsWith('/oauth/start/') || url === '/oauth/callback' || url.startsWith('/oauth/callback?') || url.startsWith('/oauth/callback/')
 }
 
 /**
