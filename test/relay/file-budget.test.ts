@@ -24,6 +24,16 @@ afterAll(async () => {
   await peer?.close()
 })
 
+/**
+ * A kept file's download status, its body read: a 300 KB answer left unread holds its connection
+ * busy, and the relay's close waits for it (Fastify closes idle connections only).
+ */
+async function downloadStatus(url: string): Promise<number> {
+  const response = await fetch(url)
+  await response.arrayBuffer()
+  return response.status
+}
+
 async function callImageTool(relay: TestRelay, options: { apiKey?: string } = {}) {
   const answer = await relay.post(
     '/tools/call-tool',
@@ -61,11 +71,11 @@ describe('kept files per tenant (FILES_MAX_MB_PER_TENANT)', () => {
       expect(hint.text).toContain('within 10 minutes')
     }
     // What was kept before is still served.
-    expect((await fetch(kept[0]!.image.url)).status).toBe(200)
+    expect(await downloadStatus(kept[0]!.image.url)).toBe(200)
 
     const other = await callImageTool(relay, { apiKey: OTHER_TENANT_KEY })
     expect(other.image.url).toMatch(/\/files\/[A-Za-z0-9_-]{43}$/)
-    expect((await fetch(other.image.url)).status).toBe(200)
+    expect(await downloadStatus(other.image.url)).toBe(200)
   })
 
   it('frees the budget as the kept files expire', async () => {
@@ -74,7 +84,7 @@ describe('kept files per tenant (FILES_MAX_MB_PER_TENANT)', () => {
     const { image, hint } = await callImageTool(relay)
     expect(image.url).toMatch(/\/files\/[A-Za-z0-9_-]{43}$/)
     expect(hint.text).toContain(`![image](${image.url})`)
-    expect((await fetch(image.url)).status).toBe(200)
+    expect(await downloadStatus(image.url)).toBe(200)
   })
 })
 
@@ -89,7 +99,7 @@ describe('one budget for replicas sharing a store', () => {
       const answers = await Promise.all(Array.from({ length: 8 }, (_, call) => callImageTool(replicas[call % 2]!)))
       const links = answers.filter(({ image }) => 'url' in image)
       expect(links).toHaveLength(3)
-      for (const { image } of links) expect((await fetch(image.url)).status).toBe(200)
+      for (const { image } of links) expect(await downloadStatus(image.url)).toBe(200)
     } finally {
       await Promise.all(replicas.map((replica) => replica.close()))
       await store.release()
