@@ -42,8 +42,15 @@ export interface RelayMemory {
 
 const children: ChildProcess[] = []
 
-/** Runs `task(i)` for i in 0…requests−1 on `concurrency` workers; latency percentiles, throughput, this process's CPU. */
-export async function measure(label: string, concurrency: number, requests: number, task: (i: number) => Promise<unknown>): Promise<Figures> {
+/** What one stretch of load measured: each request's latency (ms), the wall time, this process's CPU (µs). */
+export interface Slice {
+  latencies: Float64Array
+  elapsedMs: number
+  clientCpuUs: number
+}
+
+/** Runs `task(i)` for i in from…from+requests−1 on `concurrency` workers. */
+export async function runSlice(concurrency: number, from: number, requests: number, task: (i: number) => Promise<unknown>): Promise<Slice> {
   const latencies = new Float64Array(requests)
   let next = 0
   const started = performance.now()
@@ -52,17 +59,34 @@ export async function measure(label: string, concurrency: number, requests: numb
     Array.from({ length: concurrency }, async () => {
       for (let i = next++; i < requests; i = next++) {
         const t0 = performance.now()
-        await task(i)
+        await task(from + i)
         latencies[i] = performance.now() - t0
       }
     }),
   )
-  const elapsed = performance.now() - started
   const used = process.cpuUsage(cpu)
+  return { latencies, elapsedMs: performance.now() - started, clientCpuUs: used.user + used.system }
+}
+
+/** Latency percentiles over every slice, throughput over their summed wall time, client CPU per request. */
+export function figuresOf(label: string, concurrency: number, slices: Slice[]): Figures {
+  const requests = slices.reduce((sum, slice) => sum + slice.latencies.length, 0)
+  const latencies = new Float64Array(requests)
+  let at = 0
+  for (const slice of slices) {
+    latencies.set(slice.latencies, at)
+    at += slice.latencies.length
+  }
   latencies.sort()
-  const at = (q: number) => latencies[Math.min(requests - 1, Math.ceil(q * requests) - 1)]!
-  return { label, concurrency, requests, p50: at(0.5), p99: at(0.99), rps: (requests / elapsed) * 1000,
-    clientCpuUs: (used.user + used.system) / requests, serverCpuUs: undefined, upstreamCpuUs: 0 }
+  const quantile = (q: number) => latencies[Math.min(requests - 1, Math.ceil(q * requests) - 1)]!
+  const elapsedMs = slices.reduce((sum, slice) => sum + slice.elapsedMs, 0)
+  const clientCpuUs = slices.reduce((sum, slice) => sum + slice.clientCpuUs, 0)
+  return { label, concurrency, requests, p50: quantile(0.5), p99: quantile(0.99), rps: (requests / elapsedMs) * 1000, clientCpuUs: clientCpuUs / requests, serverCpuUs: undefined, upstreamCpuUs: 0 }
+}
+
+/** Runs `task(i)` for i in 0…requests−1 on `concurrency` workers; latency percentiles, throughput, this process's CPU. */
+export async function measure(label: string, concurrency: number, requests: number, task: (i: number) => Promise<unknown>): Promise<Figures> {
+  return figuresOf(label, concurrency, [await runSlice(concurrency, 0, requests, task)])
 }
 
 export function printMachine(settings: string): void {

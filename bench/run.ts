@@ -17,8 +17,9 @@
 //
 // Then A, P, B, G, H at concurrency 1 (the relay's added latency), and the relay's RSS after
 // 1,000 users have one pooled 2025-era session each. 10,000-user steps on the 2026-07-28 server
-// are bench/memory.ts (npm run bench:memory). Tunable: BENCH_REQUESTS, BENCH_CONCURRENCY,
-// BENCH_SESSIONS, BENCH_SETTLE_SECONDS, BENCH_RUNS, BENCH_BEFORE_TREE.
+// are bench/memory.ts (npm run bench:memory). Runs compared with each other are measured in
+// turn, in BENCH_ROUNDS slices each. Tunable: BENCH_REQUESTS, BENCH_CONCURRENCY, BENCH_SESSIONS,
+// BENCH_SETTLE_SECONDS, BENCH_ROUNDS, BENCH_RUNS, BENCH_BEFORE_TREE.
 import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { Agent } from 'node:http'
@@ -34,6 +35,7 @@ import {
   callThroughRelay,
   check,
   cpuOf,
+  figuresOf,
   forkChild,
   loadAverage,
   mb,
@@ -45,6 +47,7 @@ import {
   printTable,
   relayEnv,
   rssOf,
+  runSlice,
   seedTokens,
   sleep,
   startRelay,
@@ -53,6 +56,7 @@ import {
   waitUntilReady,
   type Figures,
   type RelayMemory,
+  type Slice,
 } from './harness.ts'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000)
@@ -64,6 +68,8 @@ const WARMUP = Math.min(500, REQUESTS)
 const SERIAL = Math.min(1000, REQUESTS)
 /** New users for each cold-call run (F, K, L); F's keep a pooled session afterwards. */
 const COLD = Math.min(200, REQUESTS)
+/** Each run is measured in this many slices, in turn with the runs it is compared with. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 /**
  * A checkout of the relay at an earlier commit (its own `npm ci` done), run beside this one
  * against the same 2025-era upstream: runs P and P1.
@@ -226,26 +232,46 @@ async function main(): Promise<void> {
     ['K', 'K  cold call (2026, private list)', 1, COLD, relay, modernUpstream('modern'), (i) => callModern(`cold-k-${i}`, `k${i}`)],
     ['L', 'L  cold call (2026, public list)', 1, COLD, relay, modernUpstream('modern-public'), (i) => callModern(`cold-l-${i}`, `l${i}`, 'modern-public')],
   ]
+  // Runs that are compared with each other are measured in turn, a slice of each per round, so
+  // that the load others put on the machine (it drifts by minutes) falls on each alike.
+  const groups = [['A', 'P', 'B', 'G', 'H'], ['C'], ['D', 'E'], ['A1', 'P1', 'B1', 'G1', 'H1'], ['F', 'K', 'L']]
+  /** Per run: its slices, the CPU seconds of the process serving it and of the upstream, upstream requests, and POSTs by method. */
+  const tallies = new Map<string, { slices: Slice[]; serverCpu: number; upstreamCpu: number; upstreamRequests: number; methods: Record<string, number> }>()
+  for (const group of groups) {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [key, , concurrency, requests, server, to, task] of runs.filter((run) => group.includes(run[0]) && (!ONLY || ONLY.has(run[0])))) {
+        const tally = tallies.get(key) ?? { slices: [], serverCpu: 0, upstreamCpu: 0, upstreamRequests: 0, methods: {} }
+        tallies.set(key, tally)
+        const from = Math.floor((requests * round) / ROUNDS)
+        const count = Math.floor((requests * (round + 1)) / ROUNDS) - from
+        const serverCpu = server && cpuOf(server)
+        const upstreamCpu = cpuOf(to.process)
+        const requestsBefore = await to.requests()
+        const methodsBefore = await to.methods?.()
+        tally.slices.push(await runSlice(concurrency, from, count, task))
+        if (server) tally.serverCpu += cpuOf(server) - serverCpu!
+        tally.upstreamCpu += cpuOf(to.process) - upstreamCpu
+        tally.upstreamRequests += (await to.requests()) - requestsBefore
+        if (to.methods && methodsBefore) {
+          for (const [method, n] of Object.entries(await to.methods())) tally.methods[method] = (tally.methods[method] ?? 0) + n - (methodsBefore[method] ?? 0)
+        }
+      }
+    }
+  }
   const results = new Map<string, Figures>()
   /** HTTP requests the upstream received per request of a run (a 2025 session's GET streams included). */
   const upstreamRequests = new Map<string, number>()
   /** For runs against a 2026-07-28 server: its POSTs per request of the run, by JSON-RPC method. */
   const upstreamMethods = new Map<string, Record<string, number>>()
-  for (const [key, label, concurrency, requests, server, to, task] of runs) {
-    if (ONLY && !ONLY.has(key)) continue
-    const serverCpu = server && cpuOf(server)
-    const upstreamCpu = cpuOf(to.process)
-    const requestsBefore = await to.requests()
-    const methodsBefore = await to.methods?.()
-    const figures = await measure(label, concurrency, requests, task)
-    figures.serverCpuUs = server && ((cpuOf(server) - serverCpu!) / requests) * 1e6
-    figures.upstreamCpuUs = ((cpuOf(to.process) - upstreamCpu) / requests) * 1e6
-    upstreamRequests.set(key, ((await to.requests()) - requestsBefore) / requests)
-    if (to.methods && methodsBefore) {
-      const after = await to.methods()
-      upstreamMethods.set(key, Object.fromEntries(Object.entries(after).map(([method, n]) => [method, (n - (methodsBefore[method] ?? 0)) / requests]).filter(([, n]) => n !== 0)))
-    }
+  for (const [key, label, concurrency, requests, server] of runs) {
+    const tally = tallies.get(key)
+    if (!tally) continue
+    const figures = figuresOf(label, concurrency, tally.slices)
+    figures.serverCpuUs = server && (tally.serverCpu / requests) * 1e6
+    figures.upstreamCpuUs = (tally.upstreamCpu / requests) * 1e6
     results.set(key, figures)
+    upstreamRequests.set(key, tally.upstreamRequests / requests)
+    upstreamMethods.set(key, Object.fromEntries(Object.entries(tally.methods).filter(([, n]) => n !== 0).map(([method, n]) => [method, n / requests])))
   }
   const afterRuns = await counters(upstream)
   const modernAfterRuns = await modernCounters()
