@@ -10,7 +10,7 @@
 // with the SDK's default hints, so the relay keeps a list per user; default) or `modern-public`.
 // BENCH_HEAP_SNAPSHOTS=DIR writes a heap snapshot of the relay after each settle (a full GC first).
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { Agent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -63,6 +63,8 @@ interface Step {
   upstreamPerCall: Record<string, number>
   memory: RelayMemory
   rss: number
+  /** Of the RSS, the anonymous memory (V8's heap, malloc's arenas) rather than mapped files. */
+  anonymous: number
   trace: number[]
   poolSessions: number
   storeMb: number
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
   const relay = startRelay(env, { workDir: SNAPSHOTS ?? workDir, logPath })
   await waitUntilReady(port, relay, logPath)
   const atStart = await memoryOf(port)
+  const anonymousAtStart = anonymousOf(relay)
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
 
   const steps: Step[] = []
@@ -119,7 +122,7 @@ async function main(): Promise<void> {
       trace.push(rssOf(relay))
     }
     const memory = await memoryOf(port)
-    steps.push({ label, users: USERS, seconds, relayCpuMsPerCall, upstreamPerCall, memory, rss: rssOf(relay), trace, poolSessions: await poolSessions(port), storeMb: storeSize(storePath) })
+    steps.push({ label, users: USERS, seconds, relayCpuMsPerCall, upstreamPerCall, memory, rss: rssOf(relay), anonymous: anonymousOf(relay), trace, poolSessions: await poolSessions(port), storeMb: storeSize(storePath) })
     const last = steps.at(-1)!
     console.log(
       `${label}: ${seconds.toFixed(1)} s, relay CPU ${last.relayCpuMsPerCall.toFixed(2)} ms/call, upstream per call: ${perMethod(upstreamPerCall)}; ` +
@@ -128,14 +131,14 @@ async function main(): Promise<void> {
     if (SNAPSHOTS) await heapSnapshot(relay, port, SNAPSHOTS)
   }
 
-  console.log(`\n| relay, ${SETTLE_SECONDS} s idle after each burst | RSS MB | growth MB | V8 heap total | heap used | new space | external | pooled sessions | store file MB | relay CPU ms/call | upstream requests per call |`)
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
-  console.log(`| at start | ${mb(atStart.rss)} | | ${mb(atStart.heapTotal)} | ${mb(atStart.heapUsed)} | ${mb(atStart.newSpace)} | ${mb(atStart.external)} | | | | |`)
+  console.log(`\n| relay, ${SETTLE_SECONDS} s idle after each burst | RSS MB | growth MB | anonymous | V8 heap total | heap used | new space | external | pooled sessions | store file MB | relay CPU ms/call | upstream requests per call |`)
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+  console.log(`| at start | ${mb(atStart.rss)} | | ${mb(anonymousAtStart)} | ${mb(atStart.heapTotal)} | ${mb(atStart.heapUsed)} | ${mb(atStart.newSpace)} | ${mb(atStart.external)} | | | | |`)
   steps.forEach((step, i) => {
     const growth = i === 0 ? '' : mb(step.rss - steps[i - 1]!.rss)
     const m = step.memory
     console.log(
-      `| ${step.label} | ${mb(step.rss)} | ${growth} | ${mb(m.heapTotal)} | ${mb(m.heapUsed)} | ${mb(m.newSpace)} | ${mb(m.external)} | ${step.poolSessions} | ${step.storeMb.toFixed(1)} | ${step.relayCpuMsPerCall.toFixed(2)} | ${perMethod(step.upstreamPerCall)} |`,
+      `| ${step.label} | ${mb(step.rss)} | ${growth} | ${mb(step.anonymous)} | ${mb(m.heapTotal)} | ${mb(m.heapUsed)} | ${mb(m.newSpace)} | ${mb(m.external)} | ${step.poolSessions} | ${step.storeMb.toFixed(1)} | ${step.relayCpuMsPerCall.toFixed(2)} | ${perMethod(step.upstreamPerCall)} |`,
     )
   })
   for (const step of steps) console.log(`RSS each second after "${step.label}", MB: ${step.trace.map((rss) => Math.round(rss / 1024 / 1024)).join(' ')}`)
@@ -153,6 +156,11 @@ async function main(): Promise<void> {
 async function poolSessions(port: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
   return Number(/^mcp_relay_pool_sessions (\S+)$/m.exec(text)?.[1] ?? NaN)
+}
+
+/** Anonymous resident memory of a process, from /proc (V8's heap and malloc's arenas; not the mapped binary and libraries). */
+function anonymousOf(child: ReturnType<typeof startRelay>): number {
+  return Number(/^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/smaps_rollup`, 'utf8'))![1]) * 1024
 }
 
 /** The SQLite database with its write-ahead log, in MB. */
