@@ -22,6 +22,11 @@ export interface ModernUpstreamOptions {
   listHints?: { ttlMs?: number; cacheScope?: 'public' | 'private' }
   /** Also serve 2025-era clients (statelessly), as the SDK does by default; default false. */
   legacy?: boolean
+  /**
+   * `echo` serves that tool alone (the bench: every request builds the server anew, so each
+   * tool's registration is paid per request, and `misdeclared` warns on each); default all.
+   */
+  tools?: 'all' | 'echo'
 }
 
 export interface SeenRequest {
@@ -47,6 +52,8 @@ export interface ModernUpstream {
   seen: SeenRequest[]
   /** Requests presenting a DPoP-bound token with a valid proof, and 401s asking for the DPoP nonce. */
   dpop: { requests: number; nonceChallenges(): number }
+  /** Every HTTP request to the MCP endpoint (any method), answered or refused. */
+  readonly counters: { requests: number }
   /** tools/call answers 403 insufficient_scope for `tool` unless the token has all of `scopes`. */
   setScopesRequiredFor(tool: string, scopes: string[]): void
   close(): Promise<void>
@@ -70,6 +77,7 @@ function buildServer(options: ModernUpstreamOptions, sub: string | undefined): M
   const text = (value: string): CallToolResult => ({ content: [{ type: 'text', text: value }] })
 
   server.registerTool('echo', { description: 'Echoes its text.', inputSchema: z.object({ text: z.string() }) }, async ({ text: said }) => text(said))
+  if (options.tools === 'echo') return server
 
   server.registerTool(
     'whoami',
@@ -171,6 +179,7 @@ function buildServer(options: ModernUpstreamOptions, sub: string | undefined): M
 
 export async function startModernUpstream(options: ModernUpstreamOptions = {}): Promise<ModernUpstream> {
   const seen: SeenRequest[] = []
+  const counters = { requests: 0 }
   const scopesRequiredFor = new Map<string, string[]>()
   const dpopChecker = createDpopProofChecker({ demandNonce: options.auth?.demandDpopNonce ?? false })
   const dpop = { requests: 0, nonceChallenges: () => dpopChecker.nonceChallenges }
@@ -201,6 +210,7 @@ export async function startModernUpstream(options: ModernUpstreamOptions = {}): 
       sendJson(res, 404, { error: 'not_found' })
       return
     }
+    counters.requests++
     const body = req.method === 'POST' ? await readBody(req) : ''
     let message: { id?: unknown; method?: string; params?: Record<string, unknown> } = {}
     try {
@@ -289,6 +299,7 @@ export async function startModernUpstream(options: ModernUpstreamOptions = {}): 
     resourceMetadataUrl,
     seen,
     dpop,
+    counters,
     setScopesRequiredFor: (tool, scopes) => void scopesRequiredFor.set(tool, scopes),
     async close() {
       await handler.close()
