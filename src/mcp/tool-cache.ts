@@ -39,6 +39,8 @@ export interface ToolListCache {
   drop(key: string): Promise<void>
   /** The scope each server's last list came with, in this process (relay/tool-lists.ts). */
   readonly scopes: Map<string, 'public' | 'private'>
+  /** Each server's tools by name, from the newest list of it this process read (relay/tool-lists.ts). */
+  readonly definitions: Map<string, ReadonlyMap<string, Tool>>
 }
 
 /** Per-server (or per-server-and-user) tools/list results, kept as long as each list says. */
@@ -88,6 +90,7 @@ export function createToolListCache(deps: { keyv: Keyv; now: () => number }): To
       await deps.keyv.delete(key)
     },
     scopes: new Map(),
+    definitions: new Map(),
   }
 }
 

@@ -20,7 +20,7 @@ import { answersFor, readInputRequests, type InputRequestEntry, type ReadInputRe
 import { toolsOf } from './list-tools.ts'
 import { needAuthFields } from './pending-sign-in.ts'
 import { findServer, quote } from './select-servers.ts'
-import { toolListOf } from './tool-lists.ts'
+import { toolDefinitionOf } from './tool-lists.ts'
 import type { Caller, CallToolResult } from './types.ts'
 import { tokenSourceFor, withUpstream } from './upstream-access.ts'
 import { cleanMcpMessage, userActionOf, type UserAction } from './user-action.ts'
@@ -220,16 +220,11 @@ function checked(deps: RelayDeps, server: ServerConfig, tool: Tool | undefined, 
   return check.valid ? { kind: 'result', result } : { kind: 'failed', message: `${server.serverId}: ${check.problem}.` }
 }
 
-/** With the tool cache off: the list each 2025-era session fetched, once. */
-const listedBySession = new WeakMap<Client, Promise<Tool[]>>()
-
 /**
- * What the server said of the tool, from its tool list (one store read on a warm call; a cold
- * list is fetched on this client): whether it must be called as a task (MCP 2025-11-25 "Tools",
- * `execution.taskSupport`), its `x-mcp-header` declarations and its output schema. With the
- * cache off, a 2025-era session lists once; a 2026-07-28 client, shared by every user, lists per call.
- * A server whose tools/list fails (a JSON-RPC error) may still answer the call itself; a timeout
- * is not tried again (two of them would outlast Dify's own), nor is a refused token.
+ * What the server said of the tool (relay/tool-lists.ts): whether it must be called as a task
+ * (MCP 2025-11-25 "Tools", `execution.taskSupport`), its `x-mcp-header` declarations and its
+ * output schema. A server whose tools/list fails (a JSON-RPC error) may still answer the call
+ * itself; a timeout is not tried again (two of them would outlast Dify's own), nor is a refused token.
  */
 async function toolDefinition(
   deps: RelayDeps,
@@ -241,26 +236,11 @@ async function toolDefinition(
   options: { fresh: boolean },
 ): Promise<Tool | undefined> {
   try {
-    const tools =
-      deps.config.toolListCacheTtlMs === 0 && client.getProtocolEra() !== 'modern'
-        ? await listedOnce(client, timeoutMs)
-        : (await toolListOf(deps, server, owner, () => listAllTools(client, timeoutMs), options)).tools
-    return tools.find((tool) => tool.name === toolName)
+    return await toolDefinitionOf(deps, server, owner, toolName, () => listAllTools(client, timeoutMs), options)
   } catch (error) {
     if (error instanceof ProtocolError) return undefined
     throw error
   }
-}
-
-function listedOnce(client: Client, timeoutMs: number): Promise<Tool[]> {
-  let listed = listedBySession.get(client)
-  if (!listed) {
-    listed = listAllTools(client, timeoutMs).then((list) => list.tools)
-    listedBySession.set(client, listed)
-    // A failed list is not remembered: the next call on this session lists again.
-    listed.catch(() => listedBySession.delete(client))
-  }
-  return listed
 }
 
 /**

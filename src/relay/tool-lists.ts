@@ -1,4 +1,4 @@
-import { MAX_CACHE_TTL_MS } from '@modelcontextprotocol/client'
+import { MAX_CACHE_TTL_MS, type Tool } from '@modelcontextprotocol/client'
 import type { ServerConfig } from '../config/load-config.ts'
 import type { ToolList } from '../mcp/tool-cache.ts'
 import type { TokenOwner } from '../store/tokens.ts'
@@ -17,7 +17,7 @@ type Scope = 'public' | 'private'
  * output schema) from the last list known, as the SDK does. The scope a server's last list came
  * with is remembered in this process, so that the next read goes to the right key at once.
  */
-export function toolListOf(
+export async function toolListOf(
   deps: RelayDeps,
   server: ServerConfig,
   owner: TokenOwner,
@@ -34,11 +34,38 @@ export function toolListOf(
     const freshMs = list.ttlMs === undefined ? configuredMs : Math.min(list.ttlMs, MAX_CACHE_TTL_MS)
     return { ...list, key: keyOf(listScope, server, owner), freshMs, keepMs: Math.max(freshMs, configuredMs) }
   }
-  return deps.toolCache.get(keyOf(scope, server, owner), loadAndPlace, { acceptStale: !options.fresh })
+  const list = await deps.toolCache.get(keyOf(scope, server, owner), loadAndPlace, { acceptStale: !options.fresh })
+  if (list.source === 'upstream' || !deps.toolCache.definitions.has(server.serverId)) {
+    deps.toolCache.definitions.set(server.serverId, new Map(list.tools.map((tool) => [tool.name, tool])))
+  }
+  return list
+}
+
+/**
+ * What a call needs to know of a tool (its `x-mcp-header` declarations, its output schema, its
+ * task support): from the newest list of the server this process has read, whoever it was read
+ * for, else from the caller's own list (cached, or fetched with `load`). A server's definition of
+ * a tool does not depend on who lists it, while whether the tool is listed may: so a new user's
+ * first call is one upstream request, not a tools/list before it (DESIGN.md §5), even where each
+ * user's list is private. `fresh` (the server said the definition used was out of date, -32020)
+ * reads the caller's list anew.
+ */
+export async function toolDefinitionOf(
+  deps: RelayDeps,
+  server: ServerConfig,
+  owner: TokenOwner,
+  toolName: string,
+  load: () => Promise<ToolList>,
+  options: { fresh: boolean },
+): Promise<Tool | undefined> {
+  const known = options.fresh ? undefined : deps.toolCache.definitions.get(server.serverId)?.get(toolName)
+  if (known) return known
+  return (await toolListOf(deps, server, owner, load, options)).tools.find((tool) => tool.name === toolName)
 }
 
 /** MCP "Tools / List Changed Notification": the list this owner reads is stale. */
 export function dropToolList(deps: RelayDeps, server: ServerConfig, owner: TokenOwner): Promise<void> {
+  deps.toolCache.definitions.delete(server.serverId)
   const scope = deps.toolCache.scopes.get(server.serverId) ?? configuredScope(server)
   return deps.toolCache.drop(keyOf(scope, server, owner))
 }

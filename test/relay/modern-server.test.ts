@@ -85,6 +85,16 @@ describe('an open 2026-07-28 server beside a 2025-era one', () => {
     expect(relay.deps.pool.size()).toBe(pooled + 2)
   })
 
+  it('a new user\'s first call is one HTTP request too, with its headers, once any user\'s list of the server is known (lists private to each user)', async () => {
+    await relay.post('/tools/list-tools', { user_id: 'lister', server_id: 'modern' })
+    const before = modern.seen.length
+    const answer = await call('modern::regional', { region: 'ap-south1', query: 'count' }, {}, { user_id: 'newcomer' })
+    expect(answer.body).toMatchObject({ ok: true, result: { content: [{ text: 'count in ap-south1' }] } })
+    const seen = modern.seen.slice(before)
+    expect(seen.map((request) => request.mcpMethod)).toEqual(['tools/call'])
+    expect(seen[0]!.params).toEqual({ 'mcp-param-region': 'ap-south1' })
+  })
+
   it('mirrors x-mcp-header arguments into Mcp-Param headers, and leaves out a tool whose declaration is invalid (SEP-2243)', async () => {
     const answer = await call('modern::regional', { region: 'eu-west1', query: 'count' })
     expect(answer.body).toMatchObject({ ok: true, result: { content: [{ text: 'count in eu-west1' }] } })
