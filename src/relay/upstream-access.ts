@@ -219,7 +219,8 @@ function upstreamFailure(server: ServerConfig, error: unknown): Extract<NoToken,
   // The connect-time SSRF check refused the connection: say so rather than "fetch failed".
   // The SDK prefixes a server's JSON-RPC error message with "MCP error <code>: " each time it is re-thrown.
   const detail = findRefusal(error)?.message ?? (error instanceof Error ? cleanMcpMessage(error.message) : String(error))
-  return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} failed: ${truncate(detail, 300)}` }
+  // One line: a validation failure of the SDK's spans many (a JSON dump of every issue).
+  return { kind: 'error', code: 'UPSTREAM_ERROR', message: `${server.serverId} failed: ${truncate(detail.replace(/\s+/g, ' ').trim(), 300)}` }
 }
 
 /** An error of the relay's own kind, as thrown or as the cause of what the SDK threw. */

@@ -369,6 +369,7 @@ function expectFailed(answer: RawAnswer, codes: string[], message?: RegExp): voi
   expect(answer.json.ok, where).toBe(false)
   expect(codes, where).toContain(answer.json.error_code)
   expect(answer.json.message.length, where).toBeLessThan(1000)
+  expect(answer.json.message, where).not.toContain('\n')
   if (message) expect(answer.json.message, where).toMatch(message)
 }
 
