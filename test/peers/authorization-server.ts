@@ -31,8 +31,6 @@ export interface AuthorizationServerOptions {
    * (oidc-provider itself serves only OpenID discovery); default false.
    */
   oauthMetadata?: boolean
-  /** Listen port on 127.0.0.1; default 0 (any free port). A fixed one is for the demo. */
-  port?: number
   /** RFC 7009 token revocation (and `revocation_endpoint` in the metadata); default true. */
   revocation?: boolean
   /**
@@ -142,7 +140,7 @@ export async function startAuthorizationServer(opts: AuthorizationServerOptions 
       }
     })
   })
-  await listen(server, opts.port ?? 0)
+  await listen(server, 0)
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const issuer = `${origin}${prefix}`
 

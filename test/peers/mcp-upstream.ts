@@ -49,8 +49,6 @@ export interface McpUpstreamOptions {
   pageSize?: number
   /** Where the RFC 9728 document is served; default 'path' (/.well-known/oauth-protected-resource/mcp). */
   protectedResourceMetadata?: 'path' | 'root' | 'none'
-  /** Listen port; default 0 (any free port). A fixed one is for the demo. */
-  port?: number
   /** Listen address: default 127.0.0.1; '::1' for IPv6 loopback (origin http://[::1]:PORT). */
   host?: '127.0.0.1' | '::1'
 }
@@ -141,7 +139,7 @@ export async function startMcpUpstream(opts: McpUpstreamOptions = {}): Promise<M
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+    server.listen(0, opts.host ?? '127.0.0.1', () => {
       server.off('error', reject)
       resolve()
     })

@@ -24,9 +24,10 @@ export interface ModernUpstreamOptions {
   legacy?: boolean
   /**
    * `echo` serves that tool alone (the bench: every request builds the server anew, so each
-   * tool's registration is paid per request, and `misdeclared` warns on each); default all.
+   * tool's registration is paid per request, and `misdeclared` warns on each); `demo` echo,
+   * `whoami` and `greet` (npm run demo); default all.
    */
-  tools?: 'all' | 'echo'
+  tools?: 'all' | 'echo' | 'demo'
 }
 
 export interface SeenRequest {
@@ -102,6 +103,8 @@ function buildServer(options: ModernUpstreamOptions, sub: string | undefined): M
       return inputRequired({ inputRequests: { name: inputRequired.elicit({ message: 'What is your name?', requestedSchema: nameSchema }) }, requestState: 'greet-round-1' })
     },
   )
+
+  if (options.tools === 'demo') return server
 
   // Two requests at once, and no requestState.
   server.registerTool('paint', { description: 'Asks for a name and a colour.', inputSchema: z.object({}) }, async (_args, ctx): Promise<CallToolResult | InputRequiredResult> => {
