@@ -3,7 +3,7 @@ import type { ProviderIdentity } from '../store/identities.ts'
 import type { TokenOwner } from '../store/tokens.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import { providerConfiguration, type IdentityProvider } from './identity-provider.ts'
-import type { SignInDeps } from './sign-in.ts'
+import { startedInAnotherBrowser, type SignInDeps } from './sign-in.ts'
 
 /**
  * The user's sign-in at the enterprise identity provider (DESIGN.md §3): an OpenID Connect
@@ -69,15 +69,7 @@ export async function finishProviderSignIn(
 ): Promise<FinishProviderSignIn> {
   const state = callbackQuery.get('state')!
   const taken = await deps.flows.take(state, browserHash)
-  if (taken.kind === 'other-browser') {
-    return {
-      kind: 'failed',
-      status: 400,
-      owner: taken.owner,
-      refused: 'cookie',
-      message: 'This sign-in was started in another browser. Finish it in the browser where you pressed Continue, or ask the assistant for a new link.',
-    }
-  }
+  if (taken.kind === 'other-browser') return startedInAnotherBrowser(taken.owner)
   if (taken.kind === 'none') return { kind: 'failed', status: 400, message: 'This sign-in link has expired or was already used. Ask the assistant for a new link.' }
   const { flow } = taken
   const owner: TokenOwner = { tenant: flow.tenant, userId: flow.userId, serverId: flow.serverId }

@@ -83,6 +83,20 @@ export type FinishSignInResult =
     }
 
 /**
+ * RFC 9700 §4.7 (login CSRF): a callback URL carried to another browser signs nobody in, and the
+ * flow stays for the browser that pressed Continue (a server's sign-in and the provider's alike).
+ */
+export function startedInAnotherBrowser(owner: TokenOwner): { kind: 'failed'; status: 400; owner: TokenOwner; refused: 'cookie'; message: string } {
+  return {
+    kind: 'failed',
+    status: 400,
+    owner,
+    refused: 'cookie',
+    message: 'This sign-in was started in another browser. Finish it in the browser where you pressed Continue, or ask the assistant for a new link.',
+  }
+}
+
+/**
  * The authorization server sent the browser back to `arrivedAt` (the redirect URI it used, with
  * the response in its query): take the flow by `state` and the browser's binding cookie (once),
  * check that the response came back to the flow's own redirect URI (RFC 9700 §4.4.2: a response
@@ -102,17 +116,7 @@ export async function finishSignIn(
   const state = callbackQuery.get('state')
   if (!state) return { kind: 'failed', status: 400, message: 'This page needs the sign-in response from the authorization server (state is missing).' }
   const taken = await deps.flows.take(state, browserHash)
-  if (taken.kind === 'other-browser') {
-    // RFC 9700 §4.7 (login CSRF): a callback URL carried to another browser signs nobody in,
-    // and the flow stays for the browser that pressed Continue.
-    return {
-      kind: 'failed',
-      status: 400,
-      owner: taken.owner,
-      refused: 'cookie',
-      message: 'This sign-in was started in another browser. Finish it in the browser where you pressed Continue, or ask the assistant for a new link.',
-    }
-  }
+  if (taken.kind === 'other-browser') return startedInAnotherBrowser(taken.owner)
   if (taken.kind === 'none') {
     return { kind: 'failed', status: 400, message: 'This sign-in link has expired or was already used. Ask the assistant for a new link.' }
   }
