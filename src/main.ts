@@ -1,3 +1,4 @@
+import { format } from 'node:util'
 import { pino } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import { buildApp } from './app.ts'
@@ -23,6 +24,10 @@ async function main(): Promise<void> {
   }
 
   const logger = pino(loggerOptions({}, config.logLevel) as pino.LoggerOptions, await logDestination(process.stdout.isTTY))
+  // The MCP SDK reports with console.warn (a tool it leaves out of tools/list for an invalid
+  // x-mcp-header declaration, SEP-2243, say): a log line like the relay's own, not bare stderr.
+  const consoleLogger = logger.child({ component: 'console' })
+  console.warn = (...args: unknown[]) => consoleLogger.warn(format(...args))
   // One registry for the app: HTTP timings, the relay parts' events, and Node's process metrics.
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'mcp_relay_' })

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMcpUpstream, type McpUpstream } from './peers/mcp-upstream.ts'
+import { startModernUpstream, type ModernUpstream } from './peers/modern-upstream.ts'
 import { SLOW_TOOL } from './peers/upstream-tools.ts'
 import { freePort } from './support/free-port.ts'
 import { claimRedisDatabase } from './support/isolated-stores.ts'
@@ -20,16 +21,17 @@ const API_KEY = 'shutdown-key-0123456789abcdef'
 const EXIT_BOUND_MS = 12_000
 
 let upstream: McpUpstream
+let modern: ModernUpstream
 let child: ChildProcess | undefined
 let output = ''
 
 beforeAll(async () => {
-  upstream = await startMcpUpstream({ extraTools: [SLOW_TOOL] })
+  ;[upstream, modern] = await Promise.all([startMcpUpstream({ extraTools: [SLOW_TOOL] }), startModernUpstream()])
 })
 
 afterAll(async () => {
   if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  await upstream?.close()
+  await Promise.all([upstream?.close(), modern?.close()])
 })
 
 /** Polls `check` every 20 ms until it returns true; throws after `timeoutMs` (with the relay's output). */
@@ -135,7 +137,7 @@ describe('graceful shutdown of src/main.ts', () => {
 })
 
 describe('a clean start of src/main.ts', () => {
-  it.each(['sqlite', 'redis'] as const)('prints no warning on stderr (no deprecation, no experimental feature) and JSON log lines on stdout when it is not a terminal (%s store)', async (kind) => {
+  it.each(['sqlite', 'redis'] as const)('prints nothing on stderr (no deprecation, no experimental feature, no SDK warning) and JSON log lines on stdout when it is not a terminal (%s store)', async (kind) => {
     // The same node flags as `npm start`, read from package.json so the test follows the script.
     const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
     const [node, ...args] = start.split(' ')
@@ -158,7 +160,10 @@ describe('a clean start of src/main.ts', () => {
         PORT: String(port),
         HOST: '127.0.0.1',
         ...store,
-        MCP_SERVERS_JSON: JSON.stringify({ servers: [{ server_id: 'open', mcp_url: upstream.url }] }),
+        RELAY_API_KEYS: API_KEY,
+        // The 2026-07-28 peer lists a tool with an invalid x-mcp-header declaration, which the
+        // SDK's client leaves out with a console.warn.
+        MCP_SERVERS_JSON: JSON.stringify({ servers: [{ server_id: 'open', mcp_url: upstream.url }, { server_id: 'modern', mcp_url: modern.url }] }),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -173,7 +178,15 @@ describe('a clean start of src/main.ts', () => {
       })
       const openapi = await fetch(`http://127.0.0.1:${port}/openapi.json`, { signal: AbortSignal.timeout(5000) })
       expect(openapi.status).toBe(200)
-      await until('the request line', () => stdout.includes('"request completed"'))
+      const listed = await fetch(`http://127.0.0.1:${port}/tools/list-tools`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: 'u1', server_ids: ['modern'] }),
+        signal: AbortSignal.timeout(20_000),
+      }).then((response) => response.json() as Promise<{ tools: Array<{ name: string }> }>)
+      expect(listed.tools.map((tool) => tool.name)).toContain('regional')
+      expect(listed.tools.map((tool) => tool.name)).not.toContain('misdeclared')
+      await until('the request lines', () => stdout.split('"request completed"').length === 3)
       started.kill('SIGTERM')
       expect(await exited).toBe(0)
 
@@ -186,6 +199,10 @@ describe('a clean start of src/main.ts', () => {
       // PUBLIC_BASE_URL is http://localhost:PORT, which Dify's import refuses: one warning line says so.
       expect(messages.filter((message) => message.startsWith('TOOLS_BASE_URL'))).toEqual([
         expect.stringMatching(/^TOOLS_BASE_URL \(not set, so PUBLIC_BASE_URL\) is http:\/\/localhost:\d+, which Dify's Custom Tool import refuses/),
+      ])
+      // The SDK's warning is a log line of the relay's, at warn.
+      expect(lines.map((line) => JSON.parse(line) as { level: number; component?: string; msg: string }).filter((line) => line.component === 'console')).toEqual([
+        expect.objectContaining({ level: 40, msg: expect.stringMatching(/^\[mcp-sdk\] excluding tool 'misdeclared' from tools\/list: invalid x-mcp-header declaration/) }),
       ])
       // One line per request: Fastify's own 'incoming request' line stays off.
       expect(messages).not.toContain('incoming request')
