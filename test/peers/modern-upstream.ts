@@ -53,8 +53,8 @@ export interface ModernUpstream {
   seen: SeenRequest[]
   /** Requests presenting a DPoP-bound token with a valid proof, and 401s asking for the DPoP nonce. */
   dpop: { requests: number; nonceChallenges(): number }
-  /** Every HTTP request to the MCP endpoint (any method), answered or refused. */
-  readonly counters: { requests: number }
+  /** Every HTTP request to the MCP endpoint (any method), answered or refused; every TCP connection accepted. */
+  readonly counters: { requests: number; connections: number }
   /** tools/call answers 403 insufficient_scope for `tool` unless the token has all of `scopes`. */
   setScopesRequiredFor(tool: string, scopes: string[]): void
   close(): Promise<void>
@@ -182,7 +182,7 @@ function buildServer(options: ModernUpstreamOptions, sub: string | undefined): M
 
 export async function startModernUpstream(options: ModernUpstreamOptions = {}): Promise<ModernUpstream> {
   const seen: SeenRequest[] = []
-  const counters = { requests: 0 }
+  const counters = { requests: 0, connections: 0 }
   const scopesRequiredFor = new Map<string, string[]>()
   const dpopChecker = createDpopProofChecker({ demandNonce: options.auth?.demandDpopNonce ?? false })
   const dpop = { requests: 0, nonceChallenges: () => dpopChecker.nonceChallenges }
@@ -288,6 +288,10 @@ export async function startModernUpstream(options: ModernUpstreamOptions = {}): 
     res.end(Buffer.from(await response.arrayBuffer()))
   }
 
+  server.on('connection', () => counters.connections++)
+  // Connections stay open a minute between requests (Node's default is 5 s), so a test that counts
+  // them does not see one closed by a slow moment of a loaded machine.
+  server.keepAliveTimeout = 60_000
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => resolve())

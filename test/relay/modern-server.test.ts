@@ -73,11 +73,13 @@ describe('an open 2026-07-28 server beside a 2025-era one', () => {
     expect(Object.keys(capabilities)).toEqual(['elicitation'])
   })
 
-  it('a warm call is one HTTP request, and every user of the server shares one client (no per-user session)', async () => {
+  it('a warm call is one HTTP request on a kept-alive connection, and every user of the server shares one client (no per-user session)', async () => {
     for (const user of ['w1', 'w2', 'w3']) await call('modern::echo', { text: 'warm' }, {}, { user_id: user })
     const before = modern.seen.length
+    const connections = modern.counters.connections
     for (const user of ['w1', 'w2', 'w3']) expect((await call('modern::echo', { text: 'warm' }, {}, { user_id: user })).body.ok).toBe(true)
     expect(modern.seen.slice(before).map((request) => request.mcpMethod)).toEqual(['tools/call', 'tools/call', 'tools/call'])
+    expect(modern.counters.connections).toBe(connections)
     // One pooled client for the 2026-07-28 server however many users; a session per user for the 2025-era one.
     const pooled = relay.deps.pool.size()
     await call('legacy::echo', { text: 'x' }, {}, { user_id: 'w1' })
