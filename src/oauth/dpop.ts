@@ -1,5 +1,6 @@
-import { createHash, randomBytes, type webcrypto } from 'node:crypto'
-import { SignJWT } from 'jose'
+import type { webcrypto } from 'node:crypto'
+import { DpopSession, withDpop as sdkWithDpop } from '@modelcontextprotocol/client'
+import { calculateJwkThumbprint } from 'jose'
 import * as oidc from 'openid-client'
 import type { DpopMode } from '../config/load-config.ts'
 import type { StoredDpopKey } from '../store/tokens.ts'
@@ -12,11 +13,10 @@ import type { FetchLike } from './url-guard.ts'
  * fresh proof signed with it, so a copied token is useless without the key.
  *
  * Token requests get their proofs from openid-client's DPoP handle (`getDPoPHandle`), which also
- * answers an authorization server's `use_dpop_nonce` with one retry (its grant functions retry
- * once when `isDPoPNonceError`). openid-client has no DPoP for revocation requests and no
- * public way to make a proof for a request it does not send itself (its handle's `addProof` is
- * not part of its API), so proofs for MCP requests and revocation are made here, with jose,
- * which openid-client itself is built on.
+ * answers an authorization server's `use_dpop_nonce` with one retry. MCP requests get theirs from
+ * the MCP SDK's `DpopSession` and `withDpop` (a proof per request, an MCP server's nonce
+ * challenge answered once, nonces kept per origin), built on the grant's stored key. openid-client
+ * makes no proof for revocation, so a revocation request gets one from the same `DpopSession`.
  */
 
 /** The algorithms the relay makes keys for, in its order of preference (RFC 7518 §3.1). */
@@ -62,66 +62,34 @@ export async function dpopOptions(config: oidc.Configuration, key: DpopKey | und
   return { DPoP: oidc.getDPoPHandle(config, await importKeyPair(key)) }
 }
 
-/** A stored key, ready to sign proofs, with the nonces servers gave for it, per origin (RFC 9449 §8, §9). */
-export interface DpopSigner {
-  readonly alg: string
-  readonly privateKey: webcrypto.CryptoKey
-  readonly publicJwk: webcrypto.JsonWebKey
-  readonly nonces: Map<string, string>
-}
-
-export async function createDpopSigner(key: DpopKey): Promise<DpopSigner> {
-  const { privateKey } = await importKeyPair(key)
-  return { alg: key.alg, privateKey, publicJwk: publicJwkOf(key.jwk), nonces: new Map() }
+/** A stored key as the MCP SDK's DPoP session: it signs proofs and keeps the nonces servers gave, per origin (RFC 9449 §8, §9). */
+export async function createDpopSession(key: DpopKey): Promise<DpopSession> {
+  const { privateKey, publicKey } = await importKeyPair(key)
+  const publicJwk = publicJwkOf(key.jwk)
+  return DpopSession.create({ keyPair: { privateKey, publicKey, publicJwk, thumbprint: await calculateJwkThumbprint(publicJwk as Parameters<typeof calculateJwkThumbprint>[0]), alg: key.alg as DpopAlg } })
 }
 
 /**
- * RFC 9449 §4.2 and §7.1: the headers that present `accessToken` (if any) with a proof for one
- * request: `Authorization: DPoP <token>` and `DPoP: <proof>`, the proof carrying a fresh `jti`,
- * `htm` (the method) and `htu` (the URL without query and fragment), `iat`, `ath` (the token's
- * SHA-256) and the server's `nonce` when it gave one.
+ * RFC 9449 §7.1: `fetch` presenting `accessToken` as `Authorization: DPoP` with a proof of the
+ * session's key on every request (the SDK's `withDpop`: `ath`, a fresh `jti`, `htm`, `htu`
+ * without query and fragment, the origin's nonce, one retry on an MCP server's `use_dpop_nonce`).
  */
-export async function dpopHeaders(
-  signer: DpopSigner,
-  request: { method: string; url: URL; accessToken?: string | undefined; nonce?: string | undefined },
-): Promise<{ authorization?: string; dpop: string }> {
-  const claims: Record<string, string> = { htm: request.method.toUpperCase(), htu: `${request.url.origin}${request.url.pathname}` }
-  if (request.accessToken !== undefined) claims.ath = createHash('sha256').update(request.accessToken).digest('base64url')
-  if (request.nonce !== undefined) claims.nonce = request.nonce
-  const proof = await new SignJWT(claims)
-    .setProtectedHeader({ typ: 'dpop+jwt', alg: signer.alg, jwk: signer.publicJwk })
-    .setJti(randomBytes(16).toString('base64url'))
-    .setIssuedAt()
-    .sign(signer.privateKey)
-  return request.accessToken === undefined ? { dpop: proof } : { authorization: `DPoP ${request.accessToken}`, dpop: proof }
+export function withDpop(fetch: FetchLike, session: DpopSession | Promise<DpopSession>, accessToken: string): FetchLike {
+  return sdkWithDpop(() => session, () => accessToken)(fetch)
 }
 
 /**
- * `fetch` with a DPoP proof on every request (and `accessToken` presented with it, when given).
- * A server's `DPoP-Nonce` is kept for its origin and put into later proofs; a request refused for
- * want of a nonce (an MCP server's 401 `DPoP error="use_dpop_nonce"`, RFC 9449 §9) is sent once
- * more with the new nonce. (An authorization server's nonce, §8, is openid-client's to answer on
- * token requests; RFC 9449 defines none for revocation.)
+ * `fetch` with a proof of the session's key and no token (RFC 9449 §4.2: no `ath`): a revocation
+ * request, which RFC 7009 authenticates as the client, not with the token it revokes.
  */
-export function withDpop(fetch: FetchLike, signer: DpopSigner | Promise<DpopSigner>, accessToken?: string): FetchLike {
+export function withDpopProof(fetch: FetchLike, session: Promise<DpopSession>): FetchLike {
   return async (input, init) => {
-    const dpop = await signer
-    const url = new URL(input)
-    const method = init?.method ?? 'GET'
-    const send = async (nonce: string | undefined) => {
-      const headers = new Headers(init?.headers)
-      for (const [name, value] of Object.entries(await dpopHeaders(dpop, { method, url, accessToken, nonce }))) headers.set(name, value)
-      const response = await fetch(input, { ...init, headers })
-      const given = response.headers.get('dpop-nonce')
-      if (given) dpop.nonces.set(url.origin, given)
-      return response
-    }
-    const sent = dpop.nonces.get(url.origin)
-    const response = await send(sent)
-    const nonce = response.headers.get('dpop-nonce')
-    if (!nonce || nonce === sent || !isResendable(init?.body) || !isNonceChallenge(response)) return response
-    await response.body?.cancel()
-    return send(nonce)
+    const dpop = await session
+    const headers = new Headers(init?.headers)
+    headers.set('dpop', await dpop.buildProof({ htm: init?.method ?? 'GET', htu: input }))
+    const response = await fetch(input, { ...init, headers })
+    dpop.observeNonce(response, input)
+    return response
   }
 }
 
@@ -130,7 +98,7 @@ export function withDpop(fetch: FetchLike, signer: DpopSigner | Promise<DpopSign
  * (which know a session's token, not its grant). Bounded: the least recently used go first.
  */
 export function createDpopKeyring(maxKeys: number) {
-  const keys = new Map<string, { key: DpopKey; signer?: Promise<DpopSigner> }>()
+  const keys = new Map<string, { key: DpopKey; session?: Promise<DpopSession> }>()
   return {
     /** Makes a DPoP-bound token's key known; a bearer token is left out. */
     remember(token: { accessToken: string; tokenType?: string | undefined; dpopKey?: DpopKey | undefined }): void {
@@ -138,29 +106,19 @@ export function createDpopKeyring(maxKeys: number) {
       keys.set(token.accessToken, { key: token.dpopKey })
       if (keys.size > maxKeys) keys.delete(keys.keys().next().value!)
     },
-    /** The signer for a remembered token, or undefined for a bearer token. */
-    signerFor(accessToken: string): Promise<DpopSigner> | undefined {
+    /** The DPoP session of a remembered token, or undefined for a bearer token. */
+    sessionFor(accessToken: string): Promise<DpopSession> | undefined {
       const entry = keys.get(accessToken)
       if (!entry) return undefined
       keys.delete(accessToken)
       keys.set(accessToken, entry)
-      entry.signer ??= createDpopSigner(entry.key)
-      return entry.signer
+      entry.session ??= createDpopSession(entry.key)
+      return entry.session
     },
   }
 }
 
 export type DpopKeyring = ReturnType<typeof createDpopKeyring>
-
-/** A stream is used up once sent: the request is not sent twice (the SDK sends strings). */
-function isResendable(body: unknown): boolean {
-  return body === undefined || body === null || typeof body === 'string' || body instanceof URLSearchParams
-}
-
-/** RFC 9449 §9: a 401 whose challenge says `error="use_dpop_nonce"`. */
-function isNonceChallenge(response: Response): boolean {
-  return response.status === 401 && /\berror="?use_dpop_nonce\b/i.test(response.headers.get('www-authenticate') ?? '')
-}
 
 const PRIVATE_MEMBERS = new Set(['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'key_ops', 'ext'])
 

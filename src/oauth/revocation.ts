@@ -2,7 +2,7 @@ import * as oidc from 'openid-client'
 import type { UpstreamToken } from '../store/tokens.ts'
 import { createClientConfiguration, revocationEndpointOf } from './client-config.ts'
 import type { ServerAuth } from './discovery.ts'
-import { createDpopSigner, withDpop } from './dpop.ts'
+import { createDpopSession, withDpopProof } from './dpop.ts'
 import { describeOAuthFailure } from './oauth-errors.ts'
 import type { ClientRegistration } from './registration.ts'
 import type { FetchLike, UrlGuard } from './url-guard.ts'
@@ -41,7 +41,7 @@ export async function revokeTokens(
   const deadline = AbortSignal.timeout(timeoutMs)
   const guarded = config[oidc.customFetch]!
   // A DPoP-bound grant is revoked with proofs of its key (openid-client sends none on revocation).
-  const send = token.dpopKey ? withDpop((url, init) => guarded(String(url), init as oidc.CustomFetchOptions), createDpopSigner(token.dpopKey)) : undefined
+  const send = token.dpopKey ? withDpopProof((url, init) => guarded(String(url), init as oidc.CustomFetchOptions), createDpopSession(token.dpopKey)) : undefined
   config[oidc.customFetch] = (url, options) => {
     const bounded = { ...options, signal: options.signal ? AbortSignal.any([options.signal, deadline]) : deadline }
     return send ? send(url, bounded as RequestInit) : guarded(url, bounded)

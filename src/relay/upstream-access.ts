@@ -187,8 +187,8 @@ function connect(
       accessToken,
       // RFC 9449: a DPoP-bound token is presented with a proof of its key on every request.
       presentWith: (token, fetch) => {
-        const signer = dpopKeys.signerFor(token)
-        return signer && withDpop(fetch, signer, token)
+        const session = dpopKeys.sessionFor(token)
+        return session && withDpop(fetch, session, token)
       },
       maxResponseBytes: deps.maxUpstreamResponseBytes,
       fetch: deps.upstreamFetch,
