@@ -1,7 +1,7 @@
 import type { ServerConfig } from '../config/load-config.ts'
 import type { RelayDeps } from './deps.ts'
 import type { TokenOwner } from '../store/tokens.ts'
-import { confirmMessage, confirmSignIn, discardPendingSignIn, needAuthFields, pendingSignIn } from './pending-sign-in.ts'
+import { confirmMessage, confirmSignIn, discardPending, needAuthFields, pendingSignIn } from './pending-sign-in.ts'
 import { selectServers } from './select-servers.ts'
 import { enterpriseStatus } from './enterprise.ts'
 import { createLoginLink } from './sign-in-link.ts'
@@ -50,7 +50,7 @@ async function statusOf(
   // SIGN_IN_CONFIRMATION=code: force_reauth drops a sign-in waiting for its code (a new link
   // follows); confirm_code tries the code on it. Either way the answer below says where it stands.
   let note: string | undefined
-  if (forceReauth) await discardPendingSignIn(deps, owner)
+  if (forceReauth) await discardPending(deps, deps.pendingSignIns, owner)
   else if (request.confirmCode !== undefined && deps.config.signInConfirmation === 'code') {
     note = confirmMessage(await confirmSignIn(deps, owner, server, request.confirmCode), server)
   }

@@ -62,6 +62,11 @@ export function ownerOf(caller: Caller, server: ServerConfig): TokenOwner {
   return { tenant: caller.tenant, userId: caller.userId, serverId: server.serverId }
 }
 
+/** The audit fields of a sign-in event (DESIGN.md §6): who and which server, never a secret. */
+export function auditOf(owner: TokenOwner): { tenant: string; userId: string; serverId: string } {
+  return { tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId }
+}
+
 export function poolKey(owner: TokenOwner): string {
   return tokenKey(owner)
 }

@@ -9,7 +9,7 @@ import { withRefreshLock } from '../oauth/refresh.ts'
 import { UrlRefusedError } from '../oauth/url-guard.ts'
 import type { IdentityOwner, ProviderIdentity } from '../store/identities.ts'
 import type { TokenOwner } from '../store/tokens.ts'
-import { ownerOf, poolKey, type RelayDeps } from './deps.ts'
+import { auditOf, ownerOf, poolKey, type RelayDeps } from './deps.ts'
 import { dropUserToolList } from './tool-lists.ts'
 import type { NoToken } from './token-source.ts'
 import type { Caller } from './types.ts'
@@ -288,8 +288,4 @@ function readIdTokenClaims(idToken: string): { iss?: unknown; aud?: unknown; exp
   } catch {
     throw notJwt
   }
-}
-
-export function auditOf(owner: TokenOwner): { tenant: string; userId: string; serverId: string } {
-  return { tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId }
 }

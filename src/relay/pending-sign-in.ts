@@ -1,9 +1,10 @@
 import type { ServerConfig } from '../config/load-config.ts'
 import { withLock } from '../store/lock.ts'
+import type { PendingSignInStore } from '../store/pending-sign-ins.ts'
 import { tokenKey, type TokenOwner } from '../store/tokens.ts'
 import { matchesConfirmationCode } from './confirmation-code.ts'
-import type { RelayDeps } from './deps.ts'
-import { auditOf, storeSignedInToken } from './sign-in.ts'
+import { auditOf, type RelayDeps } from './deps.ts'
+import { storeSignedInToken } from './sign-in.ts'
 
 /**
  * SIGN_IN_CONFIRMATION=code (DESIGN.md §6): a sign-in completed in a browser is held until the
@@ -45,29 +46,37 @@ export async function pendingSignIn(deps: RelayDeps, owner: TokenOwner, server: 
  * concurrent guesses are each counted: five wrong codes, whoever sends them, discard it. The
  * right code moves the token to the token store through the same write as a page-mode sign-in.
  */
-export async function confirmSignIn(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, code: string): Promise<ConfirmOutcome> {
+export function confirmSignIn(deps: RelayDeps, owner: TokenOwner, server: ServerConfig, code: string): Promise<ConfirmOutcome> {
+  return confirmPending(deps, deps.pendingSignIns, owner, code, (token) => storeSignedInToken(deps, server, owner, token))
+}
+
+/**
+ * `code` tried on what `pendings` holds for `owner` (a server's token, or the provider's
+ * identity), under a lock per owner across replicas; the right code hands it to `activate`.
+ */
+export function confirmPending<T>(deps: RelayDeps, pendings: PendingSignInStore<T>, owner: TokenOwner, code: string, activate: (held: T) => Promise<void>): Promise<ConfirmOutcome> {
   return withLock(
     deps.oauth.lock,
     `confirm:${tokenKey(owner)}`,
     async () => {
-      const pending = await deps.pendingSignIns.get(owner)
+      const pending = await pendings.get(owner)
       if (!pending) return { kind: 'none' }
       if (matchesConfirmationCode(owner, code, pending.codeHash)) {
-        await storeSignedInToken(deps, server, owner, pending.token)
-        await deps.pendingSignIns.remove(owner)
+        await activate(pending.token)
+        await pendings.remove(owner)
         deps.logger.info({ event: 'sign_in.confirmed', ...auditOf(owner) }, 'sign-in confirmed with its code')
         return { kind: 'confirmed' }
       }
       const wrongTries = pending.wrongTries + 1
       if (wrongTries >= MAX_WRONG_CODES) {
-        await deps.pendingSignIns.remove(owner)
+        await pendings.remove(owner)
         deps.logger.warn(
           { event: 'sign_in.refused', reason: 'code', ...auditOf(owner), wrongTries, discarded: true },
           'sign-in refused: too many wrong confirmation codes, discarded',
         )
         return { kind: 'discarded' }
       }
-      await deps.pendingSignIns.recordWrongTry(owner, pending)
+      await pendings.recordWrongTry(owner, pending)
       deps.logger.warn({ event: 'sign_in.refused', reason: 'code', ...auditOf(owner), wrongTries }, 'sign-in refused: wrong confirmation code')
       return { kind: 'wrong', triesLeft: MAX_WRONG_CODES - wrongTries }
     },
@@ -75,10 +84,10 @@ export async function confirmSignIn(deps: RelayDeps, owner: TokenOwner, server: 
   )
 }
 
-/** force_reauth while a sign-in waits: that sign-in is dropped, and the user gets a new link. */
-export async function discardPendingSignIn(deps: RelayDeps, owner: TokenOwner): Promise<void> {
+/** force_reauth while a sign-in waits (a server's, or the provider's): it is dropped, and the user gets a new link. */
+export async function discardPending<T>(deps: RelayDeps, pendings: PendingSignInStore<T>, owner: TokenOwner): Promise<void> {
   if (deps.config.signInConfirmation !== 'code') return
-  if (await deps.pendingSignIns.remove(owner)) {
+  if (await pendings.remove(owner)) {
     deps.logger.info({ event: 'sign_in.refused', reason: 'force_reauth', ...auditOf(owner) }, 'pending sign-in discarded for a new one')
   }
 }

@@ -2,13 +2,11 @@ import { DiscoveryError } from '../oauth/discovery.ts'
 import { identityProviderOf } from '../oauth/identity-provider.ts'
 import { beginProviderSignIn, finishProviderSignIn } from '../oauth/identity-sign-in.ts'
 import { UrlRefusedError } from '../oauth/url-guard.ts'
-import { withLock } from '../store/lock.ts'
 import type { LoginTicket } from '../oauth/tickets.ts'
-import { tokenKey } from '../store/tokens.ts'
-import { hashConfirmationCode, matchesConfirmationCode, newConfirmationCode } from './confirmation-code.ts'
-import type { RelayDeps } from './deps.ts'
-import { auditOf, enterpriseServers, IDENTITY_PROVIDER_ID, providerName, providerOwner, storeIdentity } from './enterprise-identity.ts'
-import { MAX_WRONG_CODES, type ConfirmOutcome } from './pending-sign-in.ts'
+import { hashConfirmationCode, newConfirmationCode } from './confirmation-code.ts'
+import { auditOf, type RelayDeps } from './deps.ts'
+import { enterpriseServers, IDENTITY_PROVIDER_ID, providerName, providerOwner, storeIdentity } from './enterprise-identity.ts'
+import { confirmPending, discardPending, type ConfirmOutcome } from './pending-sign-in.ts'
 import type { Caller, CompleteSignInResult, DescribeSignInResult, StartSignInResult } from './types.ts'
 
 /**
@@ -85,38 +83,10 @@ export async function completeProviderSignIn(deps: RelayDeps, callbackUrl: URL, 
  * across replicas (five wrong codes, whoever sends them, discard it).
  */
 export function confirmProviderSignIn(deps: RelayDeps, caller: Caller, code: string): Promise<ConfirmOutcome> {
-  const owner = providerOwner(caller)
-  return withLock(
-    deps.oauth.lock,
-    `confirm:${tokenKey(owner)}`,
-    async () => {
-      const pending = await deps.pendingIdentities.get(owner)
-      if (!pending) return { kind: 'none' }
-      if (matchesConfirmationCode(owner, code, pending.codeHash)) {
-        await storeIdentity(deps, caller, pending.token)
-        await deps.pendingIdentities.remove(owner)
-        deps.logger.info({ event: 'sign_in.confirmed', ...auditOf(owner) }, 'sign-in confirmed with its code')
-        return { kind: 'confirmed' }
-      }
-      const wrongTries = pending.wrongTries + 1
-      if (wrongTries >= MAX_WRONG_CODES) {
-        await deps.pendingIdentities.remove(owner)
-        deps.logger.warn({ event: 'sign_in.refused', reason: 'code', ...auditOf(owner), wrongTries, discarded: true }, 'sign-in refused: too many wrong confirmation codes, discarded')
-        return { kind: 'discarded' }
-      }
-      await deps.pendingIdentities.recordWrongTry(owner, pending)
-      deps.logger.warn({ event: 'sign_in.refused', reason: 'code', ...auditOf(owner), wrongTries }, 'sign-in refused: wrong confirmation code')
-      return { kind: 'wrong', triesLeft: MAX_WRONG_CODES - wrongTries }
-    },
-    { ttlMs: 10_000, waitMs: deps.config.upstreamTimeoutMs + 10_000 },
-  )
+  return confirmPending(deps, deps.pendingIdentities, providerOwner(caller), code, (identity) => storeIdentity(deps, caller, identity))
 }
 
 /** force_reauth while a provider sign-in waits: that one is dropped, and the user gets a new link. */
-export async function discardProviderSignIn(deps: RelayDeps, caller: Caller): Promise<void> {
-  if (deps.config.signInConfirmation !== 'code') return
-  const owner = providerOwner(caller)
-  if (await deps.pendingIdentities.remove(owner)) {
-    deps.logger.info({ event: 'sign_in.refused', reason: 'force_reauth', ...auditOf(owner) }, 'pending sign-in discarded for a new one')
-  }
+export function discardProviderSignIn(deps: RelayDeps, caller: Caller): Promise<void> {
+  return discardPending(deps, deps.pendingIdentities, providerOwner(caller))
 }

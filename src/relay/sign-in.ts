@@ -6,7 +6,7 @@ import { isProviderState } from '../oauth/identity-sign-in.ts'
 import type { TokenOwner, UpstreamToken } from '../store/tokens.ts'
 import { hashConfirmationCode, newConfirmationCode } from './confirmation-code.ts'
 import { redirectUriFor } from '../oauth/redirect-uri.ts'
-import { poolKey, type RelayDeps } from './deps.ts'
+import { auditOf, poolKey, type RelayDeps } from './deps.ts'
 import { IDENTITY_PROVIDER_ID } from './enterprise-identity.ts'
 import { completeProviderSignIn, describeProviderSignIn, startProviderSignIn } from './provider-sign-in.ts'
 import { dropUserToolList } from './tool-lists.ts'
@@ -15,11 +15,6 @@ import { resolveServerAuth } from './sign-in-link.ts'
 import type { BrowserProof, CompleteSignInResult, DescribeSignInResult, StartSignInResult } from './types.ts'
 
 const INVALID_LINK = 'This sign-in link is unknown, expired or was already used. Ask the assistant for a new link.'
-
-/** The audit fields of a sign-in event (DESIGN.md §6): who and which server, never a secret. */
-export function auditOf(owner: TokenOwner): { tenant: string; userId: string; serverId: string } {
-  return { tenant: owner.tenant, userId: owner.userId, serverId: owner.serverId }
-}
 
 /** GET /oauth/start/:ticket — DESIGN.md §5 step 2, §6: what the confirmation page names. Uses nothing up. */
 export async function describeSignIn(deps: RelayDeps, ticketId: string): Promise<DescribeSignInResult> {
