@@ -66,19 +66,23 @@ const serverEntrySchema = z
     if (problem) context.addIssue({ code: 'custom', message: problem.message, path: [problem.field] })
   })
 
-/**
- * DESIGN.md §3: a service account (`grant_type: client_credentials`, RFC 6749 §4.4) needs
- * `client_id` and one credential: a secret (`client_secret_basic`, the default, or
- * `client_secret_post`) or a private key (`private_key_jwt`, RFC 7523 §2.2).
- */
-function serviceAccountProblem(entry: {
+/** The fields of a server entry that say how its grant authenticates. */
+interface GrantFields {
   grant_type: string
   client_id?: string | undefined
   client_secret?: string | undefined
   client_private_key?: string | undefined
   client_private_key_file?: string | undefined
   token_endpoint_auth_method?: string | undefined
-}): { field: string; message: string } | undefined {
+  assertion_file?: string | undefined
+}
+
+/**
+ * DESIGN.md §3: a service account (`grant_type: client_credentials`, RFC 6749 §4.4) needs
+ * `client_id` and one credential: a secret (`client_secret_basic`, the default, or
+ * `client_secret_post`) or a private key (`private_key_jwt`, RFC 7523 §2.2).
+ */
+function serviceAccountProblem(entry: GrantFields): { field: string; message: string } | undefined {
   const hasKey = Boolean(entry.client_private_key || entry.client_private_key_file)
   if (entry.client_private_key && entry.client_private_key_file) {
     return { field: 'client_private_key_file', message: 'set client_private_key or client_private_key_file, not both' }
@@ -118,15 +122,7 @@ function serviceAccountProblem(entry: {
  * registered on the fly. `workload_identity`: the workload's JWT is the only credential (RFC 7523
  * §3.2 makes client authentication optional): no secret or key; `client_id` is sent as is.
  */
-function extensionGrantProblem(entry: {
-  grant_type: string
-  client_id?: string | undefined
-  client_secret?: string | undefined
-  client_private_key?: string | undefined
-  client_private_key_file?: string | undefined
-  token_endpoint_auth_method?: string | undefined
-  assertion_file?: string | undefined
-}): { field: string; message: string } | undefined {
+function extensionGrantProblem(entry: GrantFields): { field: string; message: string } | undefined {
   if (entry.grant_type === 'workload_identity') {
     if (!entry.assertion_file) return { field: 'assertion_file', message: 'is required with grant_type "workload_identity"' }
     if (entry.client_secret) return { field: 'client_secret', message: 'is not used with grant_type "workload_identity": the assertion is the credential' }
